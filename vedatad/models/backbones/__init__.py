@@ -1,0 +1,1 @@
+from . import video_swin  # noqa: F401

@@ -1,0 +1,1 @@
+from . import actionformer, tallformer  # noqa: F401

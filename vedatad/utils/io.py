@@ -1,0 +1,43 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Each writer goes to a temporary file in the destination folder (same filesystem, so the
+final ``os.replace`` is a rename) and is flushed to disk before the rename.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path, data: bytes):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def atomic_write_json(path, obj, indent=None):
+    atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+def atomic_torch_save(obj, path):
+    """torch.save through a temporary file, so a crash never leaves a torn checkpoint."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
