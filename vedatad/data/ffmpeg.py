@@ -1,0 +1,233 @@
+"""ffmpeg helpers: locate the binary, probe a video stream, extract frames to a folder.
+
+There is no ffprobe here (imageio-ffmpeg ships ffmpeg only), so a stream is probed with
+``ffmpeg -i FILE -map 0:V:0 -c copy -f framecrc -``: the stream header (codec, size,
+rotation) comes from stderr and one line per packet (timestamp, duration) from stdout.
+Copying packets decodes nothing, so this is fast even for long videos.
+
+The frame rate is the *average* rate ``frames / stream time span``. ``r_frame_rate``
+(what ffmpeg prints as ``tbr``) is never used: for phone videos it is the 90 kHz timebase.
+"""
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from vedatad.utils.io import atomic_write_json
+
+META_FILE = 'meta.json'  # written last, atomically: its presence marks a complete folder
+FRAME_PATTERNS = {'jpg': '%05d.jpg', 'png': '%05d.png'}
+NOPTS = -(2**63)
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg is missing or failed on a file; the message names the file."""
+
+
+def find_ffmpeg() -> str:
+    """Path of an ffmpeg binary: $VEDATAD_FFMPEG, then PATH, then imageio-ffmpeg's."""
+    exe = os.environ.get('VEDATAD_FFMPEG') or shutil.which('ffmpeg')
+    if exe:
+        return exe
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as err:
+        raise FFmpegError('no ffmpeg binary: put ffmpeg on PATH, set VEDATAD_FFMPEG '
+                          f'or pip install imageio-ffmpeg ({err})') from err
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What decoding the first video stream of a file yields (rotation already applied)."""
+    path: str
+    codec: str
+    width: int   # displayed width (after the rotation metadata is applied)
+    height: int
+    rotation: int  # degrees, as stored in the display matrix
+    num_frames: int
+    fps: float  # average frame rate: num_frames / duration
+    duration: float  # seconds: num_frames / fps
+
+
+_STREAM_RE = re.compile(r'Stream #\d+:\d+.*?: Video: (\w+)(?P<rest>.*)')
+_SIZE_RE = re.compile(r', (\d{1,5})x(\d{1,5})')
+_ROTATION_RE = re.compile(r'rotation of (-?\d+(?:\.\d+)?) degrees')
+_FPS_RE = re.compile(r', (\d+(?:\.\d+)?) fps')
+
+
+def _parse_header(stderr: str, path):
+    """codec, stored width/height, rotation and printed fps of the first video stream."""
+    header = stderr.split('Output #0')[0].split('Stream mapping:')[0]
+    lines = header.splitlines()
+    for i, line in enumerate(lines):
+        match = _STREAM_RE.search(line)
+        if not match or 'attached pic' in line:
+            continue
+        size = _SIZE_RE.search(match.group('rest'))
+        if size is None:
+            raise FFmpegError(f'{path}: video stream without a frame size: {line.strip()}')
+        fps = _FPS_RE.search(line)
+        rotation = 0
+        for side in lines[i + 1:]:
+            if 'Stream #' in side:
+                break
+            rot = _ROTATION_RE.search(side)
+            if rot:
+                rotation = int(round(float(rot.group(1))))
+        return (match.group(1), int(size.group(1)), int(size.group(2)), rotation,
+                float(fps.group(1)) if fps else None)
+    raise FFmpegError(f'{path}: no video stream found by ffmpeg')
+
+
+def _parse_packets(framecrc: str):
+    """(number of packets, time span in seconds) from framecrc text."""
+    time_base = None
+    starts, ends = [], []
+    for line in framecrc.splitlines():
+        if line.startswith('#tb 0:'):
+            time_base = Fraction(line.split(':', 1)[1].strip())
+        elif line and not line.startswith('#'):
+            fields = [f.strip() for f in line.split(',')]
+            dts, pts, dur = int(fields[1]), int(fields[2]), int(fields[3])
+            ts = dts if pts == NOPTS else pts  # AVI packets often carry no pts
+            starts.append(ts)
+            ends.append(ts + max(dur, 0))
+    if not starts or time_base is None:
+        return 0, 0.0
+    return len(starts), float((max(ends) - min(starts)) * time_base)
+
+
+def _average_fps(num_frames, span, printed_fps):
+    """Average frame rate from the packet timestamps, checked against ffmpeg's printout.
+
+    ffmpeg prints the container's average rate rounded to 0.01. The timestamp estimate is
+    more precise when it agrees with it, but reordered or gappy timestamps (edit lists,
+    B-frames) can throw it off by a frame; then the printed rate wins, snapped to the
+    NTSC rate k*1000/1001 it stands for (29.97 -> 30000/1001).
+    """
+    measured = num_frames / span if num_frames > 1 and span > 0 else None
+    if printed_fps is None:
+        return measured
+    if measured is not None and abs(measured - printed_fps) <= 0.006:
+        return measured
+    ntsc = round(printed_fps * 1.001) / 1.001
+    return ntsc if abs(ntsc - printed_fps) <= 0.006 and ntsc != round(ntsc) else printed_fps
+
+
+def probe_video(path, ffmpeg=None) -> VideoInfo:
+    """Probe the first (non cover-art) video stream of ``path``; raises FFmpegError."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FFmpegError(f'{path}: no such video file')
+    cmd = [ffmpeg or find_ffmpeg(), '-hide_banner', '-nostdin', '-i', path,
+           '-map', '0:V:0', '-c', 'copy', '-f', 'framecrc', '-']
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors='replace')
+    if proc.returncode != 0:
+        tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
+        raise FFmpegError(f'{path}: ffmpeg cannot read this file: {tail}')
+    codec, width, height, rotation, printed_fps = _parse_header(proc.stderr, path)
+    num_frames, span = _parse_packets(proc.stdout)
+    if num_frames == 0:
+        raise FFmpegError(f'{path}: the video stream has no frames')
+    fps = _average_fps(num_frames, span, printed_fps)
+    if fps is None:
+        raise FFmpegError(f'{path}: cannot tell the frame rate (no timestamps, no fps)')
+    if rotation % 180:  # a quarter turn swaps the displayed width and height
+        width, height = height, width
+    return VideoInfo(path, codec, width, height, rotation, num_frames, fps, num_frames / fps)
+
+
+def scale_filter(size=None, short_side=None):
+    """ffmpeg ``scale`` arguments for a fixed (w, h) size or a short-side resize."""
+    if size is not None and short_side is not None:
+        raise ValueError('give either size or short_side, not both')
+    if size is not None:
+        return f'{int(size[0])}:{int(size[1])}'
+    if short_side is not None:
+        s = int(short_side)  # -2 keeps the aspect ratio with an even length
+        return f"'if(lt(iw,ih),{s},-2)':'if(lt(iw,ih),-2,{s})'"
+    return None
+
+
+def is_complete(frame_dir) -> bool:
+    return (Path(frame_dir) / META_FILE).is_file()
+
+
+def read_frame_meta(frame_dir) -> dict:
+    import json
+    with open(Path(frame_dir) / META_FILE) as f:
+        return json.load(f)
+
+
+def _clear_folder(frame_dir: Path):
+    if frame_dir.exists():
+        shutil.rmtree(frame_dir)
+    frame_dir.mkdir(parents=True)
+
+
+def _frame_files(frame_dir: Path):
+    return sorted(p.name for p in frame_dir.iterdir()
+                  if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
+
+
+def extract_frames(video, frame_dir, fps=None, size=None, short_side=None, fmt='jpg',
+                   quality=2, extra_args=None, pattern=None, ffmpeg=None) -> dict:
+    """Decode ``video`` into ``frame_dir/00001.jpg ...`` and return the folder's metadata.
+
+    fps: output frame rate (frames are dropped/duplicated by ffmpeg's ``fps`` filter);
+        None keeps every source frame. size: (w, h); short_side: resize keeping the ratio.
+    extra_args / pattern: raw ffmpeg output options and file pattern (for users of
+        hand-written ffmpeg command lines); then the folder's fps is recorded only if given.
+    A folder holding ``meta.json`` is complete and returned as is; anything else in the
+    way is deleted and redone. ``meta.json`` is written last, atomically.
+    """
+    import ffmpeg as ffmpeg_python
+    frame_dir = Path(frame_dir)
+    if is_complete(frame_dir):
+        return read_frame_meta(frame_dir)
+    exe = ffmpeg or find_ffmpeg()
+    info = probe_video(video, exe)
+    _clear_folder(frame_dir)
+    pattern = pattern or FRAME_PATTERNS[fmt]
+    out_opts = {'map': '0:V:0', 'fps_mode': 'passthrough'}
+    filters = []
+    if fps is not None and not extra_args:
+        filters.append(f'fps={fps}')
+    scale = None if extra_args else scale_filter(size, short_side)
+    if scale:
+        filters.append(f'scale={scale}')
+    if filters:
+        out_opts['vf'] = ','.join(filters)
+    if pattern.lower().endswith(('.jpg', '.jpeg')) and not extra_args:
+        out_opts['q:v'] = quality
+    stream = ffmpeg_python.input(str(video)).output(str(frame_dir / pattern), **out_opts)
+    args = stream.global_args('-hide_banner', '-nostdin', '-loglevel', 'error').compile(cmd=exe)
+    if extra_args:  # raw options go right before the output file name
+        at = args.index(str(frame_dir / pattern))
+        args[at:at] = list(extra_args)
+    proc = subprocess.run(args, capture_output=True, text=True, errors='replace')
+    if proc.returncode != 0:
+        tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
+        raise FFmpegError(f'{video}: ffmpeg frame extraction failed (rc {proc.returncode}): {tail}')
+    return _write_meta(frame_dir, video, info, fps, pattern, bool(extra_args))
+
+
+def _write_meta(frame_dir: Path, video, info: VideoInfo, fps, pattern, raw_args) -> dict:
+    from PIL import Image
+    files = _frame_files(frame_dir)
+    if not files:
+        raise FFmpegError(f'{video}: ffmpeg wrote no frames to {frame_dir}')
+    with Image.open(frame_dir / files[0]) as img:
+        width, height = img.size
+    first = int(Path(files[0]).stem) if Path(files[0]).stem.isdigit() else 1
+    if fps is None and not raw_args:
+        fps = info.fps  # every source frame kept
+    meta = dict(video=Path(video).name, num_frames=len(files),
+                fps=None if fps is None else float(fps), width=width, height=height,
+                pattern=pattern, start_index=first, source=asdict(info))
+    atomic_write_json(frame_dir / META_FILE, meta, indent=1)
+    return meta

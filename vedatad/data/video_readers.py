@@ -1,0 +1,311 @@
+"""Random-access frame readers with one interface, whatever stores the frames.
+
+``open_video(path)`` picks the reader: a folder of JPEG/PNG frames (``FrameFolderReader``),
+or a video file read with decord (``DecordReader``), falling back to an ffmpeg pipe
+(``FFmpegReader``) for files decord refuses (e.g. WebM written without a duration).
+Every reader returns RGB frames as uint8 arrays (T, H, W, 3), rotation metadata applied.
+Errors are ``VideoReadError`` and name the file.
+
+decord is imported here only; nothing else in vedatad depends on it.
+"""
+import json
+import os
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from .ffmpeg import META_FILE, FFmpegError, find_ffmpeg, probe_video
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+
+
+class VideoReadError(RuntimeError):
+    """A video or frame folder cannot be opened or read; the message names it."""
+
+
+class VideoReader(ABC):
+    """Frames of one video: ``num_frames``, ``fps`` (average), ``height``, ``width``."""
+
+    path: str
+    num_frames: int
+    fps: float
+
+    @property
+    @abstractmethod
+    def height(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def width(self) -> int: ...
+
+    @abstractmethod
+    def _read_sorted(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at strictly increasing, in-range ``indices`` -> uint8 (T, H, W, 3)."""
+
+    def __len__(self):
+        return self.num_frames
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def read(self, indices) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) -> uint8 (T, H, W, 3)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0:
+            return np.zeros((0, self.height, self.width, 3), np.uint8)
+        if indices.min() < 0 or indices.max() >= self.num_frames:
+            raise VideoReadError(
+                f'{self.path}: frame indices {indices.min()}..{indices.max()} out of range '
+                f'(the video has {self.num_frames} frames)')
+        unique, inverse = np.unique(indices, return_inverse=True)
+        frames = self._read_sorted(unique)  # U, H, W, 3
+        return frames[inverse.reshape(-1)]
+
+    def __repr__(self):
+        return (f'{type(self).__name__}({self.path!r}, frames={self.num_frames}, '
+                f'fps={self.fps:.3f})')
+
+
+class DecordReader(VideoReader):
+    """Video file through decord (fast seeking; applies rotation metadata)."""
+
+    def __init__(self, path, num_threads=1):
+        import decord
+        self.path = str(path)
+        try:
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
+            self.num_frames = len(self._vr)
+            self.fps = float(self._vr.get_avg_fps())
+        except (decord.DECORDError, RuntimeError) as err:
+            raise VideoReadError(f'{self.path}: decord cannot open it: {_first_line(err)}') from err
+        if self.num_frames <= 0 or not self.fps > 0:
+            raise VideoReadError(f'{self.path}: decord reports {self.num_frames} frames at '
+                                 f'{self.fps} fps')
+        self._shape = None
+
+    def _frame_shape(self):
+        if self._shape is None:
+            self._shape = self.read([0]).shape[1:3]
+        return self._shape
+
+    @property
+    def height(self):
+        return int(self._frame_shape()[0])
+
+    @property
+    def width(self):
+        return int(self._frame_shape()[1])
+
+    def _read_sorted(self, indices):
+        import decord
+        try:
+            frames = self._vr.get_batch(indices.tolist()).asnumpy()
+        except (decord.DECORDError, RuntimeError) as err:
+            raise VideoReadError(f'{self.path}: decord failed to decode frames '
+                                 f'{indices[0]}..{indices[-1]}: {_first_line(err)}') from err
+        self._shape = frames.shape[1:3]
+        return frames
+
+
+class FFmpegReader(VideoReader):
+    """Video file decoded by an ffmpeg pipe to raw RGB (works wherever ffmpeg does).
+
+    Each ``read`` decodes from the first frame up to the last requested one and keeps the
+    requested frames, so it is meant as a fallback, not for long videos read window by
+    window.
+    """
+
+    def __init__(self, path, ffmpeg=None):
+        self.path = str(path)
+        self._exe = ffmpeg or find_ffmpeg()
+        try:
+            self.info = probe_video(self.path, self._exe)
+        except FFmpegError as err:
+            raise VideoReadError(str(err)) from err
+        self.num_frames = self.info.num_frames
+        self.fps = self.info.fps
+
+    @property
+    def height(self):
+        return self.info.height
+
+    @property
+    def width(self):
+        return self.info.width
+
+    def _read_sorted(self, indices):
+        last = int(indices[-1])
+        frame_bytes = self.height * self.width * 3
+        cmd = [self._exe, '-nostdin', '-loglevel', 'error', '-i', self.path, '-map', '0:V:0',
+               '-fps_mode', 'passthrough', '-frames:v', str(last + 1),
+               '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']
+        wanted = set(indices.tolist())
+        frames = []
+        with tempfile.TemporaryFile() as err_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file)
+            with proc.stdout:
+                for i in range(last + 1):
+                    buf = proc.stdout.read(frame_bytes)
+                    if len(buf) < frame_bytes:
+                        break
+                    if i in wanted:
+                        frames.append(np.frombuffer(buf, np.uint8))
+            proc.wait()
+            err_file.seek(0)
+            stderr = err_file.read().decode(errors='replace').strip()
+        if len(frames) < len(indices):
+            raise VideoReadError(
+                f'{self.path}: ffmpeg decoded too few frames ({len(frames)} of {len(indices)} '
+                f'requested, rc {proc.returncode}): {stderr[-300:]}')
+        return np.stack(frames).reshape(len(indices), self.height, self.width, 3)
+
+
+class FrameFolderReader(VideoReader):
+    """A folder of numbered JPEG/PNG frames; reads only the requested files.
+
+    ``meta.json`` (written by ``extract_frames``) gives the frame count, fps, file pattern
+    and size; without it the folder is listed and ``fps`` must be given.
+    """
+
+    def __init__(self, path, fps=None):
+        self.path = str(path)
+        folder = Path(path)
+        if not folder.is_dir():
+            raise VideoReadError(f'{self.path}: no such frame folder')
+        meta_path = folder / META_FILE
+        self._files = None
+        if meta_path.is_file():
+            self._init_from_meta(meta_path)
+        else:
+            self._init_from_listing(folder)
+        self.fps = float(fps) if fps is not None else self._meta_fps
+        if self.fps is None or not self.fps > 0:
+            raise VideoReadError(f'{self.path}: frame rate unknown (no fps in {META_FILE}); '
+                                 'pass fps=')
+        self._shape = None
+
+    def _init_from_meta(self, meta_path):
+        try:
+            meta = json.loads(meta_path.read_text())
+            self.num_frames = int(meta['num_frames'])
+            self._pattern = meta['pattern']
+            self._start = int(meta.get('start_index', 1))
+            self._meta_fps = meta.get('fps')
+            if 'height' in meta:
+                self._shape = (int(meta['height']), int(meta['width']))
+        except (ValueError, KeyError, TypeError) as err:
+            raise VideoReadError(f'{meta_path}: bad frame metadata: {err}') from err
+
+    def _init_from_listing(self, folder):
+        names = sorted(e.name for e in os.scandir(folder)
+                       if e.name.lower().endswith(IMAGE_SUFFIXES))
+        if not names:
+            raise VideoReadError(f'{self.path}: no JPEG/PNG frames in the folder')
+        self._files = names
+        self.num_frames = len(names)
+        self._meta_fps = None
+
+    def _file(self, index):
+        name = self._files[index] if self._files else self._pattern % (self._start + index)
+        return os.path.join(self.path, name)
+
+    def _load(self, index):
+        from PIL import Image
+        path = self._file(index)
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert('RGB'))
+        except OSError as err:
+            raise VideoReadError(f'{path}: cannot read frame {index}: {err}') from err
+
+    def _read_sorted(self, indices):
+        frames = [self._load(i) for i in indices.tolist()]
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise VideoReadError(f'{self.path}: frames of different sizes {sorted(shapes)}')
+        return np.stack(frames)
+
+    @property
+    def height(self):
+        if self._shape is None:
+            self._shape = self._load(0).shape[:2]
+        return int(self._shape[0])
+
+    @property
+    def width(self):
+        if self._shape is None:
+            self._shape = self._load(0).shape[:2]
+        return int(self._shape[1])
+
+
+class ResampledReader(VideoReader):
+    """A reader seen at another frame rate: frame k is the source frame showing time
+    (k + 0.5) / fps, so frames are dropped (lower fps) or repeated (higher fps)."""
+
+    def __init__(self, reader: VideoReader, fps: float):
+        self.reader = reader
+        self.path = reader.path
+        self.fps = float(fps)
+        self.num_frames = max(1, int(np.floor(reader.num_frames * self.fps / reader.fps)))
+
+    height = property(lambda self: self.reader.height)
+    width = property(lambda self: self.reader.width)
+
+    def source_indices(self, indices):
+        src = np.floor((np.asarray(indices) + 0.5) * self.reader.fps / self.fps)
+        return np.clip(src.astype(np.int64), 0, self.reader.num_frames - 1)
+
+    def _read_sorted(self, indices):
+        return self.reader.read(self.source_indices(indices))
+
+
+def open_video(path, backend='auto', fps=None, sample_fps=None, num_threads=1) -> VideoReader:
+    """Open a frame folder or a video file.
+
+    backend: 'auto' (folder -> frames; file -> decord, then ffmpeg if decord fails),
+        'decord', 'ffmpeg' or 'frames'.
+    fps: frame rate of a folder without ``meta.json`` (or an override of the stored one);
+        for video files it overrides the measured average rate.
+    sample_fps: view the video at this frame rate (see ``ResampledReader``).
+    """
+    path = str(path)
+    if backend == 'auto':
+        backend = 'frames' if os.path.isdir(path) else 'auto_file'
+    if backend == 'frames':
+        reader = FrameFolderReader(path, fps)
+    elif backend == 'decord':
+        reader = DecordReader(path, num_threads)
+    elif backend == 'ffmpeg':
+        reader = FFmpegReader(path)
+    elif backend == 'auto_file':
+        reader = _open_file(path, num_threads)
+    else:
+        raise ValueError(f"backend must be 'auto', 'decord', 'ffmpeg' or 'frames', "
+                         f'got {backend!r}')
+    if fps is not None and backend != 'frames':
+        reader.fps = float(fps)
+    if sample_fps is not None and abs(sample_fps - reader.fps) > 1e-6:
+        reader = ResampledReader(reader, sample_fps)
+    return reader
+
+
+def _open_file(path, num_threads):
+    if not os.path.isfile(path):
+        raise VideoReadError(f'{path}: no such video file or frame folder')
+    try:
+        return DecordReader(path, num_threads)
+    except VideoReadError as decord_err:
+        try:
+            return FFmpegReader(path)
+        except VideoReadError as ffmpeg_err:
+            raise VideoReadError(f'{path}: unreadable by decord ({decord_err}) and by ffmpeg '
+                                 f'({ffmpeg_err})') from ffmpeg_err
+
+
+def _first_line(err):
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
