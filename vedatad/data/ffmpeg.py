@@ -231,3 +231,43 @@ def _write_meta(frame_dir: Path, video, info: VideoInfo, fps, pattern, raw_args)
                 pattern=pattern, start_index=first, source=asdict(info))
     atomic_write_json(frame_dir / META_FILE, meta, indent=1)
     return meta
+
+
+def reencode_video(video, output, size=None, max_frames=None, ffmpeg=None, crf=18) -> dict:
+    """Re-encode ``video`` to ``output`` (mp4, no audio) at ``size`` (w, h) with at most
+    ``max_frames`` frames: a longer video gets a proportionally lower frame rate.
+
+    Written to a temporary file and renamed, so an existing ``output`` is always complete.
+    Returns the new stream's frame count and fps.
+    """
+    import ffmpeg as ffmpeg_python
+
+    from .synthetic_videos import video_encoder
+    exe = ffmpeg or find_ffmpeg()
+    info = probe_video(video, exe)
+    fps = info.fps
+    if max_frames is not None and info.num_frames > max_frames:
+        fps = max_frames / info.duration
+    filters = [f'fps={Fraction(fps).limit_denominator(100000)}']
+    if size is not None:
+        filters.append(f'scale={int(size[0])}:{int(size[1])}')
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f'.{output.stem}.partial{output.suffix}')
+    codec = video_encoder(exe)
+    opts = {'map': '0:V:0', 'vf': ','.join(filters), 'c:v': codec, 'pix_fmt': 'yuv420p',
+            'an': None}
+    opts.update({'preset': 'veryfast', 'crf': crf} if codec == 'libx264' else {'q:v': 3})
+    if max_frames is not None:
+        opts['frames:v'] = max_frames  # the fps filter may round up by one frame
+    stream = ffmpeg_python.input(str(video)).output(str(tmp), **opts)
+    args = stream.global_args('-hide_banner', '-nostdin', '-loglevel', 'error', '-y') \
+        .compile(cmd=exe)
+    proc = subprocess.run(args, capture_output=True, text=True, errors='replace')
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
+        raise FFmpegError(f'{video}: re-encoding failed (rc {proc.returncode}): {tail}')
+    os.replace(tmp, output)
+    new = probe_video(output, exe)
+    return dict(num_frames=new.num_frames, fps=new.fps)

@@ -1,0 +1,215 @@
+"""Video dataset for end-to-end training: frame windows + targets from ActivityNet JSON.
+
+Units (the one place they are defined for the video pipeline):
+
+* ``fps`` of an item is the frame rate of the dataset's frame index space: the rate of the
+  extracted frames (``meta.json``), the video's average rate, or ``sample_fps`` if given.
+* Frame coordinates are continuous: position ``x`` is time ``x / fps`` seconds from the
+  video start, frame ``i`` spans ``[i, i + 1)``. Seconds -> frames is ``t * fps``.
+* Window-relative coordinates subtract ``frame_offset`` (the window's first frame, always a
+  multiple of ``chunk_size`` = 32, so memory-bank reads/writes cover whole chunks).
+  A detection at window position ``x`` is at ``(frame_offset + x) / fps`` seconds.
+
+Train item (one random window per video)::
+
+    imgs         float32 (3, W, H, Wd)  normalised pixels, zeros on padded frames
+    masks        bool (W,)              True on real frames (short videos are padded)
+    frame_offset int                    first frame of the window, multiple of 32
+    gt_segments  float32 (N, 2)         [start, end) in frames relative to the window start,
+                                        clipped to [0, number of real frames]
+    gt_labels    int64 (N,)             class index (``dataset.label_map``)
+    video_id, fps, duration (s, from the annotation), num_frames, window_size
+
+Test item (one per video, every sliding window)::
+
+    imgs          float32 (N_win, 3, W, H, Wd)   (a strided view of one padded video copy)
+    masks         bool (N_win, W)
+    frame_offsets int64 (N_win,)                 each window's first frame
+    video_id, fps, duration, num_frames, window_size
+
+``collate_video_windows`` turns a list of items into one batch of windows (see there).
+"""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vedatad.registry import COLLATE_FUNCTIONS, DATASETS
+
+from .annotations import build_label_map, load_annotations
+from .transforms import Compose
+from .video_readers import VideoReadError, open_video
+
+VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.mpg', '.mpeg')
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def default_video_pipeline(mode, window_size, chunk_size=32, short_side=128, crop_size=112,
+                           overlap=0.25, min_coverage=0.75, photometric=True,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """The standard train / test pipeline as a list of transform configs."""
+    if mode == 'train':
+        temporal = [dict(type='TemporalRandomCrop', window_size=window_size,
+                         chunk_size=chunk_size, min_coverage=min_coverage)]
+        spatial = [dict(type='RandomCrop', size=crop_size), dict(type='RandomFlip', p=0.5)]
+        spatial += [dict(type='PhotoMetricDistortion')] if photometric else []
+        final = [dict(type='FormatWindow')]
+    else:
+        temporal = [dict(type='SlidingWindows', window_size=window_size, overlap=overlap,
+                         chunk_size=chunk_size)]
+        spatial = [dict(type='CenterCrop', size=crop_size)]
+        final = [dict(type='FormatWindows')]
+    return (temporal + [dict(type='DecodeFrames'), dict(type='Resize', short_side=short_side)]
+            + spatial + [dict(type='Normalize', mean=mean, std=std)] + final)
+
+
+def find_videos(data_prefix, video_ids):
+    """video_id -> frame folder ``data_prefix/<id>`` or file ``data_prefix/<id>.<ext>``."""
+    by_stem = {}
+    for entry in os.scandir(data_prefix):
+        stem, ext = os.path.splitext(entry.name)
+        if entry.is_dir():
+            by_stem[entry.name] = entry.path
+        elif ext.lower() in VIDEO_EXTS:
+            by_stem.setdefault(stem, entry.path)
+    found = {vid: by_stem[vid] for vid in video_ids if vid in by_stem}
+    missing = [vid for vid in video_ids if vid not in by_stem]
+    return found, missing
+
+
+@DATASETS.register_module()
+class VideoDataset(Dataset):
+    """Videos (files or frame folders under ``data_prefix``) with ActivityNet annotations.
+
+    Args:
+        ann_file: ActivityNet-style JSON.
+        data_prefix: folder holding ``<video_id>/`` frame folders or ``<video_id>.<ext>``.
+        subset: annotation subset to use ('training', 'validation', ...); None = all.
+        mode: 'train' (one random window per item) or 'test' (all windows of a video).
+        pipeline: transform configs; None builds ``default_video_pipeline`` from
+            window_size / chunk_size / pipeline_cfg.
+        class_names: label order; default ``build_label_map`` over the whole file.
+        backend / fps / sample_fps: passed to ``open_video``.
+        skip_empty: in train mode drop videos without segments.
+        missing: 'error' (default) or 'skip' videos that are not under data_prefix.
+    """
+
+    def __init__(self, ann_file, data_prefix, subset=None, mode='train', pipeline=None,
+                 window_size=None, chunk_size=32, pipeline_cfg=None, class_names=None,
+                 backend='auto', fps=None, sample_fps=None, skip_empty=True, missing='error'):
+        if mode not in ('train', 'test'):
+            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+        self.ann_file, self.data_prefix, self.mode = str(ann_file), str(data_prefix), mode
+        self.backend, self.fps, self.sample_fps = backend, fps, sample_fps
+        all_videos = load_annotations(ann_file)
+        self.label_map = ({name: i for i, name in enumerate(class_names)} if class_names
+                          else build_label_map(all_videos.values()))
+        self.class_names = sorted(self.label_map, key=self.label_map.get)
+        videos = [v for v in all_videos.values()
+                  if subset is None or v.subset.lower() == subset.lower()]
+        if mode == 'train' and skip_empty:
+            videos = [v for v in videos if v.segments]
+        self._check_labels(videos)
+        paths, absent = find_videos(self.data_prefix, [v.video_id for v in videos])
+        if absent and missing == 'error':
+            raise FileNotFoundError(
+                f'{self.data_prefix}: {len(absent)} video(s) of {self.ann_file} not found '
+                f'(e.g. {absent[:3]}); expected <video_id>/ frame folders or '
+                f'<video_id>{{{",".join(VIDEO_EXTS)}}} files')
+        self.videos = [v for v in videos if v.video_id in paths]
+        self.paths = paths
+        if pipeline is None:
+            if window_size is None:
+                raise ValueError('VideoDataset needs window_size when no pipeline is given')
+            pipeline = default_video_pipeline(mode, window_size, chunk_size,
+                                              **(pipeline_cfg or {}))
+        self.pipeline = Compose(pipeline)
+
+    def _check_labels(self, videos):
+        unknown = {s.label for v in videos for s in v.segments} - set(self.label_map)
+        if unknown:
+            raise KeyError(f'{self.ann_file}: labels {sorted(unknown)} are not in class_names')
+
+    def __len__(self):
+        return len(self.videos)
+
+    def open(self, index):
+        video = self.videos[index]
+        path = self.paths[video.video_id]
+        try:
+            return open_video(path, self.backend, fps=self.fps, sample_fps=self.sample_fps)
+        except VideoReadError as err:
+            raise VideoReadError(f'video {video.video_id!r}: {err}') from err
+
+    def _results(self, index):
+        video = self.videos[index]
+        reader = self.open(index)
+        segments = np.array([[s.start, s.end] for s in video.segments], np.float32).reshape(-1, 2)
+        labels = np.array([self.label_map[s.label] for s in video.segments], np.int64)
+        seed = int(torch.randint(0, 2**62, ()).item())  # follows torch seeding per worker
+        return dict(video_id=video.video_id, reader=reader, num_frames=reader.num_frames,
+                    fps=float(reader.fps), duration=float(video.duration),
+                    gt_segments=segments * reader.fps, gt_labels=labels,
+                    rng=np.random.default_rng(seed))
+
+    def __getitem__(self, index):
+        results = self.pipeline(self._results(index))
+        keep = ['imgs', 'masks', 'video_id', 'fps', 'duration', 'num_frames', 'window_size']
+        if self.mode == 'train':
+            keep += ['frame_offset', 'gt_segments', 'gt_labels']
+        else:
+            keep += ['frame_offsets']
+        return {k: results[k] for k in keep}
+
+
+META_KEYS = ('video_id', 'fps', 'duration', 'num_frames', 'window_size')
+
+
+@COLLATE_FUNCTIONS.register_module()
+def collate_video_windows(items):
+    """Batch train or test items into one batch of windows.
+
+    Returns a dict:
+        imgs          float32 (N, 3, W, H, Wd)   every window of the batch
+        masks         bool (N, W)
+        frame_offsets int64 (N,)                 first frame of each window
+        video_index   int64 (N,)                 which entry of ``metas`` a window belongs to
+        metas         list of B dicts: video_id, fps, duration, num_frames, window_size
+        gt_segments   list of N float32 (n_i, 2) window-relative frames   (train items only)
+        gt_labels     list of N int64 (n_i,)                               (train items only)
+    A train batch has N = B (one window per video); a test batch has every window of its
+    videos, in video order then time order.
+    """
+    imgs, masks, offsets, owner = [], [], [], []
+    for b, item in enumerate(items):
+        if item['imgs'].dim() == 4:  # train: one window
+            imgs.append(item['imgs'][None])
+            masks.append(item['masks'][None])
+            offsets.append(torch.tensor([item['frame_offset']], dtype=torch.long))
+        else:
+            imgs.append(item['imgs'])
+            masks.append(item['masks'])
+            offsets.append(torch.as_tensor(item['frame_offsets'], dtype=torch.long))
+        owner.append(torch.full((len(offsets[-1]),), b, dtype=torch.long))
+    batch = dict(imgs=torch.cat(imgs), masks=torch.cat(masks), frame_offsets=torch.cat(offsets),
+                 video_index=torch.cat(owner),
+                 metas=[{k: item[k] for k in META_KEYS} for item in items])
+    if all('gt_segments' in item for item in items):
+        batch['gt_segments'] = [item['gt_segments'] for item in items]
+        batch['gt_labels'] = [item['gt_labels'] for item in items]
+    return batch
+
+
+def seconds_to_frames(t, fps):
+    return np.asarray(t, np.float64) * fps
+
+
+def window_frames_to_seconds(x, frame_offset, fps):
+    """Window-relative frame positions -> seconds from the video start."""
+    return (np.asarray(x, np.float64) + frame_offset) / fps
+
+
+__all__ = ['VideoDataset', 'collate_video_windows', 'default_video_pipeline', 'find_videos',
+           'seconds_to_frames', 'window_frames_to_seconds']
