@@ -177,27 +177,28 @@ def check_and_fill(model, state_dict, index_buffers=None, source='<state dict>')
     target = model.state_dict()
     index_buffers = dict(index_buffers or {})
     full = OrderedDict(state_dict)
-    for key, value in target.items():
-        if key.endswith('relative_position_index'):
-            src = index_buffers.pop(key, full.get(key))
-            if src is not None and (src.shape != value.shape or not torch.equal(src, value)):
-                raise VSwinCheckpointError(
-                    f'{source}: {key} differs from the one of window size '
-                    f'{getattr(model, "window_size", "?")}: the checkpoint was trained with '
-                    'another window size')
-            full[key] = value.clone()
-    missing = [k for k in target if k not in full]
+    index_keys = [k for k in target if k.endswith('relative_position_index')]
+    sources = {k: index_buffers.pop(k, full.pop(k, None)) for k in index_keys}
+    missing = [k for k in target if k not in full and k not in sources]
     unexpected = [k for k in full if k not in target] + list(index_buffers)
     if missing or unexpected:
         raise VSwinCheckpointError(
             f'{source} does not fit the network: missing keys {missing[:20]}'
             f'{" ..." if len(missing) > 20 else ""} ({len(missing)}), unexpected keys '
             f'{unexpected[:20]}{" ..." if len(unexpected) > 20 else ""} ({len(unexpected)})')
-    wrong = [(k, tuple(full[k].shape), tuple(v.shape)) for k, v in target.items()
-             if tuple(full[k].shape) != tuple(v.shape)]
+    wrong = [(k, tuple(full[k].shape), tuple(target[k].shape)) for k in full
+             if tuple(full[k].shape) != tuple(target[k].shape)]
     if wrong:
         raise VSwinCheckpointError(f'{source}: shape mismatch (key, file, network): {wrong[:10]}')
-    return full
+    for key in index_keys:  # deterministic buffers: regenerate, but check any source copy
+        src, ours = sources[key], target[key]
+        if src is not None and (src.shape != ours.shape or not torch.equal(src, ours)):
+            raise VSwinCheckpointError(
+                f'{source}: {key} differs from the one of window size '
+                f'{getattr(model, "window_size", "?")}: the checkpoint was trained with '
+                'another window size')
+        full[key] = ours.clone()
+    return OrderedDict((k, full[k]) for k in target)
 
 
 def _load_file(path):
