@@ -1,0 +1,122 @@
+"""Frame extraction and re-encoding tools: output, resume, failures reported by name."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from vedatad.data.ffmpeg import META_FILE, FFmpegError, extract_frames, probe_video
+from vedatad.data.video_readers import open_video
+
+
+def load_tool(repo_root, rel):
+    spec = importlib.util.spec_from_file_location(rel.replace('/', '_'), repo_root / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def video_dir(video_fixture_dir, tmp_path):
+    """Two good videos and one that no decoder can read."""
+    folder = tmp_path / 'videos'
+    folder.mkdir()
+    for name in ('mmaction2_part0_30fps_1s.mp4', 'moviepy_no_duration_vp9.webm'):
+        os.symlink(video_fixture_dir / name, folder / name)
+    (folder / 'broken.mp4').write_bytes(b'this is not a video' * 50)
+    return folder
+
+
+def test_extract_frames_fps_size_and_marker(video_fixture_dir, tmp_path):
+    out = tmp_path / 'fire2'
+    meta = extract_frames(video_fixture_dir / 'moviepy_fire2_phone_vfr_aac.mp4', out,
+                          fps=15, size=(64, 48))
+    files = sorted(p.name for p in out.glob('*.jpg'))
+    # 2.38 s at 15 fps (the ~10.5 fps source is upsampled by duplicating frames)
+    assert len(files) == meta['num_frames'] and 34 <= len(files) <= 37
+    assert files[0] == '00001.jpg' and meta['fps'] == 15.0
+    assert meta['source']['fps'] == pytest.approx(10.505, abs=1e-3)
+    assert Image.open(out / files[-1]).size == (64, 48)
+    assert json.loads((out / META_FILE).read_text())['num_frames'] == len(files)
+
+
+def test_short_side_keeps_aspect_and_rotation(video_fixture_dir, tmp_path):
+    meta = extract_frames(video_fixture_dir / 'decord_video90_portrait.mov', tmp_path / 'p',
+                          short_side=64, fmt='png')
+    assert (meta['width'], meta['height']) == (64, 114)  # displayed 320x568, portrait
+    assert meta['fps'] == 30.0 and meta['num_frames'] == 3
+    assert (tmp_path / 'p' / '00003.png').is_file()
+
+
+def test_tool_reports_failures_and_resumes(repo_root, video_dir, tmp_path, capsys):
+    tool = load_tool(repo_root, 'tools/data/extract_frames.py')
+    out = tmp_path / 'frames'
+    args = [str(video_dir), str(out), '--fps', '15', '--size', '32x24', '--workers', '2',
+            '--no-progress']
+    assert tool.main(args) == 1
+    report = capsys.readouterr().out
+    assert '2 done, 0 already complete, 1 failed' in report
+    assert 'FAILED broken.mp4' in report
+    assert not (out / 'broken').joinpath(META_FILE).exists()
+    webm = out / 'moviepy_no_duration_vp9'
+    assert open_video(webm).num_frames == 74  # 4.94 s at 15 fps
+
+    # interrupt one video: marker gone, a frame missing, a stray file left behind
+    part0 = out / 'mmaction2_part0_30fps_1s'
+    (part0 / META_FILE).unlink()
+    (part0 / '00003.jpg').unlink()
+    (part0 / 'junk.jpg').write_bytes(b'x')
+    webm_mtime = (webm / '00001.jpg').stat().st_mtime_ns
+    (video_dir / 'broken.mp4').unlink()
+    assert tool.main(args[:-3] + ['--workers', '1', '--no-progress']) == 0
+    report = capsys.readouterr().out
+    assert '1 done, 1 already complete, 0 failed' in report
+    assert (webm / '00001.jpg').stat().st_mtime_ns == webm_mtime  # skipped, not redone
+    assert not (part0 / 'junk.jpg').exists() and (part0 / '00003.jpg').is_file()
+    assert open_video(part0).num_frames == json.loads((part0 / META_FILE).read_text())['num_frames']
+
+
+def test_extract_frames_error_names_the_video(tmp_path):
+    bad = tmp_path / 'bad.avi'
+    bad.write_bytes(b'RIFF' + b'\x00' * 64)
+    with pytest.raises(FFmpegError, match='bad.avi'):
+        extract_frames(bad, tmp_path / 'bad')
+
+
+def test_shell_wrapper_passes_raw_ffmpeg_options(repo_root, video_fixture_dir, tmp_path):
+    videos = tmp_path / 'in'
+    videos.mkdir()
+    os.symlink(video_fixture_dir / 'decord_video90_portrait.mov', videos / 'clip.mov')
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(['bash', str(repo_root / 'tools/data/extract_frames.sh'), str(videos),
+                           str(tmp_path / 'out'), '-vf scale=20:36', 'img_%04d.png'],
+                          env=env, capture_output=True, text=True, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / 'out' / 'clip'
+    assert sorted(p.name for p in folder.glob('*.png')) == ['img_0001.png', 'img_0002.png',
+                                                           'img_0003.png']
+    reader = open_video(folder, fps=30)
+    assert reader.read([2]).shape == (1, 36, 20, 3)
+
+
+def test_transform_videos_caps_frames_and_resumes(repo_root, video_fixture_dir, tmp_path,
+                                                  capsys):
+    tool = load_tool(repo_root, 'tools/data/anet/transform_videos.py')
+    src = tmp_path / 'raw'
+    src.mkdir()
+    for name in ('mmaction2_demo_28fps.mp4', 'decord_video90_portrait.mov'):
+        os.symlink(video_fixture_dir / name, src / name)
+    args = ['--video_dir', str(src), '--output_dir', str(tmp_path / 'out'),
+            '--resolution', '64x48', '--max-frames', '24', '--workers', '2', '--no-progress']
+    assert tool.main(args) == 0
+    long = probe_video(tmp_path / 'out' / 'mmaction2_demo_28fps.mp4')
+    assert long.num_frames <= 24 and long.num_frames >= 23
+    assert long.fps == pytest.approx(2.4, rel=0.05)  # 10 s squeezed into 24 frames
+    assert (long.width, long.height) == (64, 48)
+    short = probe_video(tmp_path / 'out' / 'decord_video90_portrait.mp4')
+    assert short.num_frames == 3 and short.fps == pytest.approx(30)  # short video untouched
+    assert tool.main(args) == 0
+    assert '0 done, 2 already complete' in capsys.readouterr().out
