@@ -57,7 +57,8 @@ def crop_segments(results, offset, window_size, min_coverage):
     valid_end = min(offset + window_size, num_frames)
     segments = np.asarray(results.get('gt_segments', np.zeros((0, 2))), np.float32).reshape(-1, 2)
     labels = np.asarray(results.get('gt_labels', np.zeros(0)), np.int64).reshape(-1)
-    keep = segment_coverage(segments, [offset], [valid_end])[0] >= min_coverage
+    coverage = segment_coverage(segments, [offset], [valid_end])[0]
+    keep = (coverage >= min_coverage) & (coverage > 0)  # never a segment outside the window
     kept = np.clip(segments[keep], offset, valid_end) - offset
     results.update(gt_segments=kept.astype(np.float32), gt_labels=labels[keep],
                    frame_offset=int(offset), window_size=int(window_size),
@@ -97,7 +98,7 @@ class TemporalRandomCrop:
         if segments is not None and len(segments):
             ends = np.minimum(starts + self.window_size, num_frames)
             coverage = segment_coverage(segments, starts, ends)  # S, N
-            useful = (coverage >= self.min_coverage).any(axis=1)
+            useful = ((coverage >= self.min_coverage) & (coverage > 0)).any(axis=1)
             if useful.any():
                 candidates = starts[useful]
         offset = int(_rng(results).choice(candidates))
