@@ -112,6 +112,9 @@ def test_collate_train_and_test_batches(synthetic):
     assert batch['video_index'].tolist() == [0, 0, 0, 1, 1, 1]
     assert batch['frame_offsets'].tolist() == [0, 32, 64] * 2
     assert 'gt_segments' not in batch and batch['metas'][1]['num_frames'] == 120
+    loader = DataLoader(test, batch_size=1, num_workers=1, collate_fn=collate)
+    for b, single in enumerate(loader):  # strided window views survive the worker hand-over
+        assert torch.equal(single['imgs'], batch['imgs'][3 * b:3 * b + 3])
 
 
 def test_frame_folders_give_the_same_windows(synthetic, tmp_path):

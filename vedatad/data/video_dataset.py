@@ -193,7 +193,9 @@ def collate_video_windows(items):
             masks.append(item['masks'])
             offsets.append(torch.as_tensor(item['frame_offsets'], dtype=torch.long))
         owner.append(torch.full((len(offsets[-1]),), b, dtype=torch.long))
-    batch = dict(imgs=torch.cat(imgs), masks=torch.cat(masks), frame_offsets=torch.cat(offsets),
+    # a single test video keeps its strided view: no copy of the overlapping windows
+    batch = dict(imgs=torch.cat(imgs) if len(imgs) > 1 else imgs[0],
+                 masks=torch.cat(masks), frame_offsets=torch.cat(offsets),
                  video_index=torch.cat(owner),
                  metas=[{k: item[k] for k in META_KEYS} for item in items])
     if all('gt_segments' in item for item in items):
