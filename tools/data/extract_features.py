@@ -1,0 +1,40 @@
+"""Fill a memory bank with Video Swin features (resumable, sharded under torchrun).
+
+    python tools/data/extract_features.py --config configs/extract/demo_tiny.py
+    torchrun --nproc_per_node 4 tools/data/extract_features.py --config CONFIG
+    python tools/data/extract_features.py --config CONFIG --export-npy data/feats/swin_t
+
+Exit status 1 when any video failed (their names are listed).
+"""
+import argparse
+import sys
+
+from mmengine.config import Config, DictAction
+
+from vedatad.membank.extract import dist_info, extract_features, format_summary
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--config', required=True)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config keys, e.g. bank.path=/tmp/bank')
+    parser.add_argument('--export-npy', metavar='DIR',
+                        help='also write ActionFormer-style (T, C) float32 .npy per video')
+    parser.add_argument('--no-progress', action='store_true')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    summary = extract_features(cfg, export_npy=args.export_npy,
+                               progress=not args.no_progress)
+    rank = dist_info()[0]
+    print(format_summary(summary, rank), flush=True)
+    return 1 if summary.failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

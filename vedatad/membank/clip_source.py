@@ -1,0 +1,90 @@
+"""Decoded, normalised clip segments of videos, produced in DataLoader worker processes.
+
+Each item is one segment of one video: ``chunks_per_item`` whole clip chunks of
+``chunk_size`` frames (the last segment may hold fewer chunks). Frames past the end of the
+video are zeros after normalisation, as in the training windows (``FormatWindow``). A video
+that fails to open or decode yields one item with ``error`` set, and its remaining segments
+are skipped, so one broken file never stops the job.
+"""
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..data.transforms import CenterCrop, Normalize, Resize
+from ..data.video_readers import open_video
+
+
+def find_video(root, video_id, video_ext=None):
+    """``root/<id>`` frame folder, ``root/<id><ext>``, or the single ``root/<id>.*`` file."""
+    root = Path(root)
+    if video_ext:
+        return root / f'{video_id}{video_ext}'
+    if (root / video_id).is_dir():
+        return root / video_id
+    matches = sorted(p for p in root.glob(f'{video_id}.*') if p.is_file())
+    if not matches:
+        raise FileNotFoundError(f'{root}: no frame folder or video file for {video_id}')
+    return matches[0]
+
+
+class ClipSegments(IterableDataset):
+    """Iterate (video, segment) items for ``video_ids``, split between workers by video."""
+
+    def __init__(self, video_ids, root, crop_size, resize=None, fps=None, backend='auto',
+                 video_ext=None, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                 chunk_size=32, chunks_per_item=8):
+        self.video_ids = list(video_ids)
+        self.root, self.backend, self.video_ext, self.fps = root, backend, video_ext, fps
+        self.chunk_size, self.chunks_per_item = chunk_size, chunks_per_item
+        self.resize = Resize(size=resize) if resize else None
+        self.crop = CenterCrop(crop_size)
+        self.normalize = Normalize(mean, std)
+
+    def _my_videos(self):
+        info = get_worker_info()
+        if info is None:
+            return self.video_ids
+        return self.video_ids[info.id::info.num_workers]
+
+    def __iter__(self):
+        for video_id in self._my_videos():
+            try:
+                yield from self._segments(video_id)
+            except Exception as err:  # reported per video by the extractor
+                yield dict(video_id=video_id, error=f'{type(err).__name__}: {err}')
+
+    def _segments(self, video_id):
+        path = find_video(self.root, video_id, self.video_ext)
+        reader = open_video(path, backend=self.backend, sample_fps=self.fps)
+        frames_per_item = self.chunk_size * self.chunks_per_item
+        num_items = math.ceil(reader.num_frames / frames_per_item)
+        for item in range(num_items):
+            start = item * frames_per_item
+            stop = min(start + frames_per_item, reader.num_frames)
+            clip = self._prepare(reader.read(np.arange(start, stop)), video_id)
+            yield dict(video_id=video_id, path=str(path), num_frames=reader.num_frames,
+                       fps=reader.fps, item=item, num_items=num_items,
+                       first_chunk=start // self.chunk_size, imgs=clip, error=None)
+
+    def _prepare(self, frames, video_id):
+        """uint8 (T, H, W, 3) -> float32 (3, T_pad, h, w), T_pad a multiple of chunk_size."""
+        results = dict(imgs=frames, video_id=video_id)
+        if self.resize is not None:
+            results = self.resize(results)
+        results = self.normalize(self.crop(results))
+        imgs = torch.from_numpy(np.ascontiguousarray(results['imgs'], np.float32))
+        imgs = imgs.permute(3, 0, 1, 2)  # 3, T, h, w
+        pad = -imgs.shape[1] % self.chunk_size
+        if pad:
+            imgs = torch.cat([imgs, imgs.new_zeros((3, pad) + tuple(imgs.shape[2:]))], dim=1)
+        return imgs
+
+
+def worker_init_threads(_worker_id):
+    """Decode workers use one thread each: the backbone owns the other cores."""
+    torch.set_num_threads(1)
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
