@@ -1,6 +1,5 @@
 """Official Video Swin checkpoint conversion: key mapping, numerical equivalence, errors."""
-import subprocess
-import sys
+import importlib.util
 
 import pytest
 import torch
@@ -132,17 +131,21 @@ def test_wrong_architecture_and_wrong_files(tmp_path, model):
         VideoSwin(arch=None, pretrained=str(tmp_path / 'garbage.pth'), **SPEC)
 
 
-def test_tool_cli(tmp_path, model, repo_root):
+def _tool(repo_root):
+    spec = importlib.util.spec_from_file_location('convert_vswin_ckpt',
+                                                  repo_root / 'tools/convert_vswin_ckpt.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_cli(tmp_path, model, repo_root, capsys):
+    tool = _tool(repo_root)
     torch.save(make_official(model), tmp_path / 'src.pth')
-    run = subprocess.run([sys.executable, str(repo_root / 'tools/convert_vswin_ckpt.py'),
-                          '--src', str(tmp_path / 'src.pth'), '--dst', str(tmp_path / 'o.pth')],
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert 'dropped cls_head.fc_cls.weight' in run.stdout
+    assert tool.main(['--src', str(tmp_path / 'src.pth'), '--dst', str(tmp_path / 'o.pth')]) == 0
+    assert 'dropped cls_head.fc_cls.weight' in capsys.readouterr().out
     assert (tmp_path / 'o.pth').is_file()
     torch.save({'state_dict': {'x': torch.zeros(1)}}, tmp_path / 'bad.pth')
-    run = subprocess.run([sys.executable, str(repo_root / 'tools/convert_vswin_ckpt.py'),
-                          '--src', str(tmp_path / 'bad.pth'), '--dst', str(tmp_path / 'b.pth')],
-                         capture_output=True, text=True)
-    assert run.returncode == 1 and 'bad.pth' in run.stderr
+    assert tool.main(['--src', str(tmp_path / 'bad.pth'), '--dst', str(tmp_path / 'b.pth')]) == 1
+    assert 'bad.pth' in capsys.readouterr().err
     assert not (tmp_path / 'b.pth').exists()

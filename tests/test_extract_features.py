@@ -1,5 +1,6 @@
 """extract_features end to end on tiny synthetic videos: bank contents, resume, failures,
 export, torchrun sharding."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -114,19 +115,13 @@ def test_bank_of_another_backbone_is_refused(videos, tmp_path, weights):
         extract_features(cfg, progress=False)
 
 
-def run_tool(args, env=None):
-    return subprocess.run([sys.executable, 'tools/data/extract_features.py', *args],
-                          capture_output=True, text=True, cwd=os.getcwd() if env else None,
-                          env=env, timeout=300)
-
-
 def write_cfg(tmp_path, cfg):
     path = tmp_path / 'cfg.py'
     cfg.dump(str(path))
     return path
 
 
-def test_cli_reports_failed_videos_by_name(videos, tmp_path, weights, repo_root):
+def test_cli_reports_failed_videos_by_name(videos, tmp_path, weights, repo_root, capsys):
     ann = json.loads((videos / 'annotations.json').read_text())
     ann['database']['broken_video'] = dict(subset='validation', duration=3.0, annotations=[])
     ann['database']['missing_video'] = dict(subset='validation', duration=3.0, annotations=[])
@@ -138,13 +133,16 @@ def test_cli_reports_failed_videos_by_name(videos, tmp_path, weights, repo_root)
     (vids / 'broken_video.mp4').write_bytes(b'\x00' * 1000)
     cfg = make_cfg(videos, tmp_path, weights)
     cfg.data.ann_file, cfg.data.root = str(tmp_path / 'ann.json'), str(vids)
-    run = subprocess.run([sys.executable, str(repo_root / 'tools/data/extract_features.py'),
-                          '--config', str(write_cfg(tmp_path, cfg)), '--no-progress',
-                          '--cfg-options', f'bank.path={tmp_path / "cli_bank"}'],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 1, run.stderr
-    assert '2 videos FAILED' in run.stdout
-    assert 'broken_video' in run.stdout and 'missing_video' in run.stdout
+    spec = importlib.util.spec_from_file_location(
+        'extract_features_tool', repo_root / 'tools/data/extract_features.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    code = tool.main(['--config', str(write_cfg(tmp_path, cfg)), '--no-progress',
+                      '--cfg-options', f'bank.path={tmp_path / "cli_bank"}'])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert '2 videos FAILED' in out
+    assert 'broken_video' in out and 'missing_video' in out
     bank = MemoryBank.open(tmp_path / 'cli_bank')
     assert all(bank.is_complete(v) for v in video_ids(videos))
     assert not bank.is_complete('broken_video')

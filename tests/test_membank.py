@@ -176,6 +176,14 @@ def test_copy_template_to_working_bank(tmp_path, bank):
     assert not [p for p in (tmp_path / 'runs').iterdir() if p.name.startswith('.')]
 
 
+def test_pickled_bank_reopens(bank):
+    import pickle
+    bank.write_chunks('vid_a', [0], _feats(1, seed=2), step=3)
+    clone = pickle.loads(pickle.dumps(MemoryBank.open(bank.path, 'r+', frozen=True)))
+    assert clone.mode == 'r+' and clone.frozen and clone.skipped_writes == 0
+    np.testing.assert_array_equal(clone.read_window('vid_a', 0, 1), bank.read_window('vid_a', 0, 1))
+
+
 def _spawn(target, *args):
     proc = mp.get_context('spawn').Process(target=target, args=args)
     proc.start()

@@ -365,6 +365,14 @@ class MemoryBank:
             stats.update(mean=None, median=None, max=None, min=None)
         return stats
 
+    # A bank handed to DataLoader workers or spawned processes reopens itself there.
+    def __getstate__(self):
+        return dict(path=str(self.path), mode=self.mode, frozen=self.frozen)
+
+    def __setstate__(self, state):
+        fresh = MemoryBank.open(state['path'], state['mode'], state['frozen'])
+        self.__dict__.update(fresh.__dict__)
+
     def __repr__(self):
         return (f'MemoryBank({str(self.path)!r}, mode={self.mode!r}, frozen={self.frozen}, '
                 f'backbone={self.backbone!r}, C={self.feat_dim})')
