@@ -1,0 +1,16 @@
+# Engine settings shared by every experiment (tools/trainval.py, tools/test.py).
+train_cfg = dict(
+    epochs=35,                # total epochs run, warm-up included
+    ckpt_interval=5,          # checkpoint every N epochs and after the last one
+    clip_grad_l2norm=-1,      # <= 0: no clipping
+    ema=dict(decay=0.999),    # model EMA; the EMA weights are the ones tested
+    log_interval=10,          # iterations between log lines
+    seed=1234567891,
+    amp=None,                 # None | 'bf16' | 'fp16' (CUDA only)
+    max_nonfinite_steps=10,   # stop after this many consecutive NaN/inf losses
+    lr_scale_with_world_size=True,   # lr x number of processes, as the reference does per GPU
+    find_unused_parameters=False)
+train_dataloader = dict(batch_size=2, num_workers=4, collate_fn='list_collate')
+val_dataloader = dict(batch_size=1, num_workers=4, collate_fn='list_collate')
+device = None    # None: CUDA when available; 'cpu' forces CPU
+work_dir = None  # None: workdir/<config name>

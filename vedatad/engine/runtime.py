@@ -1,0 +1,56 @@
+"""Seeds, work directory, logger and the copy of the resolved config."""
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from mmengine.logging import MMLogger
+
+from ..utils.io import atomic_write_text
+
+
+def seed_everything(seed, deterministic=None):
+    """Seed python, numpy and torch (all devices); ``deterministic`` True/False also sets the
+    cuDNN / algorithm determinism flags on CUDA (None leaves them)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ['PYTHONHASHSEED'] = str(seed)
+    if deterministic is not None and torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        if deterministic:
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def epoch_seed(seed, epoch, rank):
+    """Seed for one epoch on one rank: a resumed run redraws exactly what the straight run
+    drew (crops, drop-path masks), and ranks draw different augmentations."""
+    return (seed + 100003 * (epoch + 1) + 1000003 * rank) % 2**31
+
+
+def seed_worker(worker_id):
+    """DataLoader workers: torch seeds each worker; derive numpy's seed from it too."""
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def get_logger(work_dir, rank, name='vedatad'):
+    """MMLogger writing to the console and (rank 0) ``WORK_DIR/<name>_<time>.log``."""
+    stamp = time.strftime('%Y%m%d_%H%M%S')
+    instance = f'{name}_{stamp}_{os.getpid()}_{abs(hash(work_dir))}'
+    if rank != 0:
+        return MMLogger.get_instance(instance, logger_name=name, log_level='WARNING')
+    os.makedirs(work_dir, exist_ok=True)
+    return MMLogger.get_instance(instance, logger_name=name, log_level='INFO',
+                                 log_file=os.path.join(work_dir, f'{name}_{stamp}.log'))
+
+
+def save_config_copy(cfg, work_dir, name='config.py'):
+    """The resolved config (after _base_ and --cfg-options), so a run can be repeated."""
+    try:
+        text = cfg.pretty_text
+    except Exception:  # pretty printing can fail on exotic values; plain text still records it
+        text = cfg.text if hasattr(cfg, 'text') else str(cfg.to_dict())
+    atomic_write_text(os.path.join(work_dir, name), text)
