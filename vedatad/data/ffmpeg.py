@@ -8,6 +8,8 @@ Copying packets decodes nothing, so this is fast even for long videos.
 The frame rate is the *average* rate ``frames / stream time span``. ``r_frame_rate``
 (what ffmpeg prints as ``tbr``) is never used: for phone videos it is the 90 kHz timebase.
 """
+import functools
+import json
 import os
 import re
 import shutil
@@ -153,12 +155,18 @@ def scale_filter(size=None, short_side=None):
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def video_encoder(ffmpeg):
+    """'libx264' when the ffmpeg binary has it, else 'mpeg4'."""
+    out = subprocess.run([ffmpeg, '-hide_banner', '-encoders'], capture_output=True, text=True)
+    return 'libx264' if ' libx264 ' in out.stdout else 'mpeg4'
+
+
 def is_complete(frame_dir) -> bool:
     return (Path(frame_dir) / META_FILE).is_file()
 
 
 def read_frame_meta(frame_dir) -> dict:
-    import json
     with open(Path(frame_dir) / META_FILE) as f:
         return json.load(f)
 
@@ -241,8 +249,6 @@ def reencode_video(video, output, size=None, max_frames=None, ffmpeg=None, crf=1
     Returns the new stream's frame count and fps.
     """
     import ffmpeg as ffmpeg_python
-
-    from .synthetic_videos import video_encoder
     exe = ffmpeg or find_ffmpeg()
     info = probe_video(video, exe)
     fps = info.fps

@@ -28,7 +28,7 @@ import numpy as np
 
 from vedatad.utils.io import atomic_write_json
 
-from .ffmpeg import FFmpegError, find_ffmpeg
+from .ffmpeg import FFmpegError, find_ffmpeg, video_encoder
 
 COLOURS = [('red', (230, 30, 30)), ('green', (30, 210, 40)), ('blue', (40, 70, 240)),
            ('yellow', (240, 230, 30)), ('magenta', (230, 40, 220)), ('cyan', (30, 220, 230)),
@@ -132,13 +132,6 @@ def render_video(index, seed, seconds, size, num_classes, fps):
     for f0, f1, label in segments:
         draw_action(frames, f0, f1, label, size)
     return np.clip(frames, 0, 255).astype(np.uint8), segments
-
-
-@functools.lru_cache(maxsize=None)
-def video_encoder(ffmpeg):
-    """'libx264' when the ffmpeg binary has it, else 'mpeg4'."""
-    out = subprocess.run([ffmpeg, '-hide_banner', '-encoders'], capture_output=True, text=True)
-    return 'libx264' if ' libx264 ' in out.stdout else 'mpeg4'
 
 
 def encode_video(frames, path, fps, ffmpeg=None, gop=16):

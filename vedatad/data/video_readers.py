@@ -71,21 +71,36 @@ class VideoReader(ABC):
 
 
 class DecordReader(VideoReader):
-    """Video file through decord (fast seeking; applies rotation metadata)."""
+    """Video file through decord (fast seeking; applies rotation metadata).
 
-    def __init__(self, path, num_threads=1):
+    Files whose frame timestamps are missing or not increasing are refused (decord's seeking
+    relies on them); ``open_video`` then falls back to ``FFmpegReader``.
+    """
+
+    def __init__(self, path, num_threads=1, check_timestamps=True):
         import decord
         self.path = str(path)
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
             self.num_frames = len(self._vr)
             self.fps = float(self._vr.get_avg_fps())
+            if check_timestamps and self.num_frames > 1:
+                self._check_timestamps()
         except (decord.DECORDError, RuntimeError) as err:
             raise VideoReadError(f'{self.path}: decord cannot open it: {_first_line(err)}') from err
         if self.num_frames <= 0 or not self.fps > 0:
             raise VideoReadError(f'{self.path}: decord reports {self.num_frames} frames at '
                                  f'{self.fps} fps')
         self._shape = None
+
+    def _check_timestamps(self):
+        """decord seeks by timestamp: without increasing timestamps (AVI packets without
+        pts) ``get_batch`` sometimes returns a stale frame, so such files are refused."""
+        starts = self._vr.get_frame_timestamp(list(range(self.num_frames)))[:, 0]
+        if not (np.isfinite(starts).all() and starts.min() > -1e-3
+                and (np.diff(starts) > 0).all()):
+            raise VideoReadError(f'{self.path}: no usable frame timestamps for decord (e.g. an '
+                                 'AVI without pts); its random access would return wrong frames')
 
     def _frame_shape(self):
         if self._shape is None:
