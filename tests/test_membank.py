@@ -68,6 +68,22 @@ def test_bank_reads_what_zarr_writes(bank):
     np.testing.assert_array_equal(bank.read_window('vid_a', 0, 4)[:50], values)
 
 
+def test_generic_zarr_path_gives_the_same_results(tmp_path, monkeypatch):
+    """Arrays of another layout go through zarr's API: same behaviour."""
+    import vedatad.membank.bank as bank_module
+    results = []
+    for plain in (True, False):
+        if not plain:
+            monkeypatch.setattr(bank_module.ChunkFiles, 'for_array', lambda *a: None)
+        b = MemoryBank.create(tmp_path / f'bank_{plain}', feat_dim=C, backbone='t')
+        b.add_video('v', 100)
+        b.write_chunks('v', [3, 0], _feats(2, seed=4), step=5)
+        results.append((b.read_window('v', 0, 6), b.read_steps('v', 0, 6)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert results[0][1].tolist() == [5, -1, -1, 5, -1, -1]
+
+
 def test_write_order_steps_and_staleness(bank):
     data = _feats(2, seed=1)
     bank.write_chunks('vid_a', [3, 1], data.reshape(2, 16, C), step=7)  # (n, 16, C), unsorted

@@ -204,7 +204,9 @@ class MemoryBank:
         return (self.path / 'feats' / str(video_id) / 'zarr.json').is_file()
 
     def video_ids(self):
-        return sorted(self._group['feats'].array_keys())
+        # a directory listing: zarr's member listing would parse every array's metadata
+        folder = self.path / 'feats'
+        return sorted(p.name for p in folder.iterdir() if (p / 'zarr.json').is_file())
 
     def _open_video(self, video_id):
         arrays = self._arrays.get(video_id)
@@ -235,8 +237,8 @@ class MemoryBank:
         if not self.has_video(video_id):
             return False
         # fresh metadata read: another process may have completed it
-        fresh = zarr.open_array(store=self._group.store, path=f'feats/{video_id}', mode='r')
-        return bool(fresh.attrs.get('complete', False))
+        meta = json.loads((self.path / 'feats' / video_id / 'zarr.json').read_text())
+        return bool(meta.get('attributes', {}).get('complete', False))
 
     # ----- reading / writing ---------------------------------------------------------------
     def read_window(self, video_id, first_chunk, num_chunks):
