@@ -1,4 +1,6 @@
 """Video dataset: windows on the chunk grid, targets in window frames, test windows, collate."""
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -141,3 +143,22 @@ def test_missing_videos_and_unknown_labels(synthetic, tmp_path):
                      class_names=['only_this'])
     with pytest.raises(ValueError, match='window_size'):
         VideoDataset(synthetic / 'annotations.json', synthetic / 'videos')
+
+
+def test_lazy_windows_equal_eager_windows(synthetic):
+    kwargs = dict(subset='validation', mode='test', window_size=64,
+                  pipeline_cfg=dict(short_side=48, crop_size=40, overlap=0.5))
+    eager = VideoDataset(synthetic / 'annotations.json', synthetic / 'videos', **kwargs)
+    lazy = VideoDataset(synthetic / 'annotations.json', synthetic / 'videos',
+                        lazy_windows=True, **kwargs)
+    a, b = eager[1], lazy[1]
+    assert 'imgs' not in b and len(b['windows']) == 3
+    assert torch.equal(a['masks'], b['masks']) and torch.equal(a['frame_offsets'],
+                                                               b['frame_offsets'])
+    batch = collate_video_windows([b])
+    assert 'imgs' not in batch and batch['video_index'].tolist() == [0, 0, 0]
+    windows = pickle.loads(pickle.dumps(batch['windows'][0]))  # crosses worker processes
+    assert torch.allclose(windows.load([2, 0]), a['imgs'][[2, 0]], atol=1e-5)
+    with pytest.raises(ValueError, match='test-mode'):
+        VideoDataset(synthetic / 'annotations.json', synthetic / 'videos', window_size=64,
+                     lazy_windows=True)

@@ -27,6 +27,10 @@ Test item (one per video, every sliding window)::
     frame_offsets int64 (N_win,)                 each window's first frame
     video_id, fps, duration, num_frames, window_size
 
+With ``lazy_windows=True`` a test item holds ``windows`` (a ``VideoWindows``: ``len()``,
+``load(indices)`` -> float32 (k, 3, W, H, Wd)) instead of ``imgs``, for videos too long to
+hold every window in memory (THUMOS test videos reach tens of thousands of frames).
+
 ``collate_video_windows`` turns a list of items into one batch of windows (see there).
 """
 import os
@@ -94,11 +98,14 @@ class VideoDataset(Dataset):
         backend / fps / sample_fps: passed to ``open_video``.
         skip_empty: in train mode drop videos without segments.
         missing: 'error' (default) or 'skip' videos that are not under data_prefix.
+        lazy_windows: test mode only; items hold a ``VideoWindows`` under 'windows' instead
+            of 'imgs', decoding windows on demand (bounded memory for long videos).
     """
 
     def __init__(self, ann_file, data_prefix, subset=None, mode='train', pipeline=None,
                  window_size=None, chunk_size=32, pipeline_cfg=None, class_names=None,
-                 backend='auto', fps=None, sample_fps=None, skip_empty=True, missing='error'):
+                 backend='auto', fps=None, sample_fps=None, skip_empty=True, missing='error',
+                 lazy_windows=False):
         if mode not in ('train', 'test'):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.ann_file, self.data_prefix, self.mode = str(ann_file), str(data_prefix), mode
@@ -126,6 +133,33 @@ class VideoDataset(Dataset):
             pipeline = default_video_pipeline(mode, window_size, chunk_size,
                                               **(pipeline_cfg or {}))
         self.pipeline = Compose(pipeline)
+        self.lazy_windows = bool(lazy_windows)
+        if self.lazy_windows:
+            self._split_lazy_pipeline(pipeline)
+
+    def _split_lazy_pipeline(self, pipeline):
+        """Temporal part (up to DecodeFrames) per item; the rest per window, on demand."""
+        if self.mode != 'test':
+            raise ValueError('lazy_windows is a test-mode option')
+        types = [t['type'] if isinstance(t, dict) else type(t).__name__ for t in pipeline]
+        if 'DecodeFrames' not in types or types[-1] != 'FormatWindows':
+            raise ValueError('lazy_windows needs a pipeline with DecodeFrames and ending in '
+                             f'FormatWindows, got {types}')
+        cut = types.index('DecodeFrames')
+        self._temporal = Compose(pipeline[:cut])
+        self._per_window = list(pipeline[cut:-1]) + [dict(type='FormatWindow')]
+
+    def _lazy_item(self, index):
+        results = self._temporal(self._results(index))
+        offsets = torch.as_tensor(results['frame_offsets'], dtype=torch.long)
+        window = int(results['window_size'])
+        masks = torch.arange(window)[None] + offsets[:, None] < results['num_frames']
+        video = self.videos[index]
+        windows = VideoWindows(self.paths[video.video_id], offsets.tolist(), window,
+                               self._per_window, dict(backend=self.backend, fps=self.fps,
+                                                      sample_fps=self.sample_fps))
+        return dict(windows=windows, masks=masks, frame_offsets=offsets,
+                    **{k: results[k] for k in META_KEYS})
 
     def _check_labels(self, videos):
         unknown = {s.label for v in videos for s in v.segments} - set(self.label_map)
@@ -155,6 +189,8 @@ class VideoDataset(Dataset):
                     rng=np.random.default_rng(seed))
 
     def __getitem__(self, index):
+        if self.lazy_windows:
+            return self._lazy_item(index)
         results = self.pipeline(self._results(index))
         keep = ['imgs', 'masks', 'video_id', 'fps', 'duration', 'num_frames', 'window_size']
         if self.mode == 'train':
@@ -165,6 +201,37 @@ class VideoDataset(Dataset):
 
 
 META_KEYS = ('video_id', 'fps', 'duration', 'num_frames', 'window_size')
+
+
+class VideoWindows:
+    """The sliding windows of one video, decoded on demand (picklable; opens the video on
+    first use). ``len(w)``; ``w.load([i, j])`` -> float32 (k, 3, W, H, Wd) with the same
+    transforms as the eager test pipeline."""
+
+    def __init__(self, path, frame_offsets, window_size, transforms, open_kwargs):
+        self.path, self.frame_offsets = str(path), list(frame_offsets)
+        self.window_size = window_size
+        self.transforms, self.open_kwargs = transforms, open_kwargs
+        self._reader = self._pipeline = None
+
+    def __len__(self):
+        return len(self.frame_offsets)
+
+    def load(self, indices):
+        if self._reader is None:
+            self._reader = open_video(self.path, **self.open_kwargs)
+            self._pipeline = Compose(self.transforms)
+        out = []
+        for i in indices:
+            start = self.frame_offsets[i]
+            end = min(start + self.window_size, self._reader.num_frames)
+            results = dict(reader=self._reader, frame_inds=np.arange(start, end),
+                           window_size=self.window_size, video_id=self.path)
+            out.append(self._pipeline(results)['imgs'])
+        return torch.stack(out)
+
+    def __getstate__(self):  # readers hold native handles: reopen after pickling
+        return dict(self.__dict__, _reader=None, _pipeline=None)
 
 
 @COLLATE_FUNCTIONS.register_module()
@@ -180,11 +247,15 @@ def collate_video_windows(items):
         gt_segments   list of N float32 (n_i, 2) window-relative frames   (train items only)
         gt_labels     list of N int64 (n_i,)                               (train items only)
     A train batch has N = B (one window per video); a test batch has every window of its
-    videos, in video order then time order.
+    videos, in video order then time order. Lazy test items give ``windows`` (list of B
+    ``VideoWindows``; window j of video b is ``windows[b].load([j])``) instead of ``imgs``.
     """
     imgs, masks, offsets, owner = [], [], [], []
     for b, item in enumerate(items):
-        if item['imgs'].dim() == 4:  # train: one window
+        if 'windows' in item:  # lazy test item: no pixels yet
+            masks.append(item['masks'])
+            offsets.append(torch.as_tensor(item['frame_offsets'], dtype=torch.long))
+        elif item['imgs'].dim() == 4:  # train: one window
             imgs.append(item['imgs'][None])
             masks.append(item['masks'][None])
             offsets.append(torch.tensor([item['frame_offset']], dtype=torch.long))
@@ -193,11 +264,13 @@ def collate_video_windows(items):
             masks.append(item['masks'])
             offsets.append(torch.as_tensor(item['frame_offsets'], dtype=torch.long))
         owner.append(torch.full((len(offsets[-1]),), b, dtype=torch.long))
-    # a single test video keeps its strided view: no copy of the overlapping windows
-    batch = dict(imgs=torch.cat(imgs) if len(imgs) > 1 else imgs[0],
-                 masks=torch.cat(masks), frame_offsets=torch.cat(offsets),
+    batch = dict(masks=torch.cat(masks), frame_offsets=torch.cat(offsets),
                  video_index=torch.cat(owner),
                  metas=[{k: item[k] for k in META_KEYS} for item in items])
+    if imgs:  # a single test video keeps its strided view: no copy of overlapping windows
+        batch['imgs'] = torch.cat(imgs) if len(imgs) > 1 else imgs[0]
+    else:
+        batch['windows'] = [item['windows'] for item in items]
     if all('gt_segments' in item for item in items):
         batch['gt_segments'] = [item['gt_segments'] for item in items]
         batch['gt_labels'] = [item['gt_labels'] for item in items]
@@ -213,5 +286,5 @@ def window_frames_to_seconds(x, frame_offset, fps):
     return (np.asarray(x, np.float64) + frame_offset) / fps
 
 
-__all__ = ['VideoDataset', 'collate_video_windows', 'default_video_pipeline', 'find_videos',
+__all__ = ['VideoDataset', 'VideoWindows', 'collate_video_windows', 'default_video_pipeline', 'find_videos',
            'seconds_to_frames', 'window_frames_to_seconds']
