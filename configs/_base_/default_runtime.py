@@ -12,5 +12,6 @@ train_cfg = dict(
     find_unused_parameters=False)
 train_dataloader = dict(batch_size=2, num_workers=4, collate_fn='list_collate')
 val_dataloader = dict(batch_size=1, num_workers=4, collate_fn='list_collate')
+cpu_threads = None  # cap torch CPU threads (None: torch default)
 device = None    # None: CUDA when available; 'cpu' forces CPU
 work_dir = None  # None: workdir/<config name>

@@ -25,6 +25,14 @@ def seed_everything(seed, deterministic=None):
             torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def set_cpu_threads(cfg):
+    """``cpu_threads`` in the config caps torch's intra-op threads (small CPU jobs run faster
+    single-threaded on a busy machine)."""
+    threads = cfg.get('cpu_threads')
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 def epoch_seed(seed, epoch, rank):
     """Seed for one epoch on one rank: a resumed run redraws exactly what the straight run
     drew (crops, drop-path masks), and ranks draw different augmentations."""
