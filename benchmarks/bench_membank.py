@@ -114,6 +114,8 @@ def main():
         for _ in range(args.rounds):
             zarr_rates.append(run_round(bank, plan, args.window_chunks, fresh_feats))
             mm_rates.append(run_round(mem, plan, args.window_chunks, fresh_feats))
+        print("per-round windows/s, zarr:", [round(r) for r in zarr_rates],
+              "memmap:", [round(r) for r in mm_rates])
         report(args, statistics.median(zarr_rates), statistics.median(mm_rates))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
