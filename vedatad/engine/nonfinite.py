@@ -23,7 +23,7 @@ class NonFiniteGuard:
 
     def should_skip(self, losses, device, where):
         """True when any rank's losses are non-finite; raises after ``max_consecutive``."""
-        bad = {k: float(v) for k, v in losses.items()
+        bad = {k: float(v.detach()) for k, v in losses.items()
                if torch.is_tensor(v) and not torch.isfinite(v.detach()).all()}
         if not any_true(bool(bad), device):
             self.consecutive = 0
