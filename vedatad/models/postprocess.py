@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..ops import batched_nms
+
 
 def decode_level(cls_logits, offsets, points, mask, pre_nms_thresh, pre_nms_topk,
                  duration_thresh):
@@ -45,7 +47,6 @@ def apply_nms(segs, scores, labels, test_cfg):
         return segs, scores, labels
     if method not in ('soft', 'hard'):
         raise ValueError(f"test_cfg.nms_method must be 'soft', 'hard' or 'none', got {method!r}")
-    from ..ops import batched_nms  # TEMP until vedatad.ops lands
     return batched_nms(segs, scores, labels, test_cfg['iou_threshold'], test_cfg['min_score'],
                        test_cfg['max_seg_num'], use_soft_nms=(method == 'soft'),
                        multiclass=test_cfg['multiclass_nms'], sigma=test_cfg['nms_sigma'],
