@@ -1,7 +1,7 @@
 """Entry point: evaluate a detection submission against ActivityNet-style ground truth."""
 import numpy as np
 
-from .detection import average_precision, canonical_order, match_predictions
+from .detection import Groups, average_precision, canonical_order, match_predictions
 from .inputs import prepare_inputs
 from .recall import topk_recall
 
@@ -31,12 +31,11 @@ def evaluate_detections(ground_truth, predictions, subset=None,
     gt, pred = inputs.gt, inputs.pred
     num_classes, num_videos = len(inputs.class_names), len(inputs.video_names)
     order = canonical_order(pred, inputs.video_names)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    groups = Groups(gt, pred, order, num_videos)
 
-    tp = match_predictions(gt, pred, rank, num_videos, tious)                  # T, P
+    tp = match_predictions(groups, pred, tious)                                # T, P
     ap = average_precision(tp, pred.cls, order, gt.cls, num_classes)           # T, C
-    recall = topk_recall(gt, pred, rank, num_videos, tious, recall_topk, num_classes)
+    recall = topk_recall(groups, gt, pred, num_videos, tious, recall_topk, num_classes)
     mean_ap = ap.mean(axis=1)
     return {
         'tious': tious,

@@ -12,6 +12,8 @@ Conventions (the official ActivityNet evaluator's, unless said otherwise):
 import json
 import warnings
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -115,21 +117,33 @@ def _match_prefix(pred_ids, gt_ids):
     return mapping
 
 
-def _flatten_video(video_id, dets, source):
-    """-> labels, scores, (N, 2) segments of one video, with errors that name the entry."""
+def _flatten(results, source):
+    """All detections as flat columns -> (video ids with detections, counts per video,
+    labels list, scores (P,), segments (P, 2)); errors name the video, entry and field."""
+    ids = [vid for vid, dets in results.items() if dets]
+    per_video = [results[vid] for vid in ids]
+    flat = list(chain.from_iterable(per_video))
     try:
-        labels = [d['label'] for d in dets]
-        scores = np.asarray([d['score'] for d in dets], dtype=np.float64)
-        segs = np.asarray([d['segment'] for d in dets], dtype=np.float64).reshape(len(dets), -1)
-        ok = segs.shape[1] == 2 and np.isfinite(scores).all() and np.isfinite(segs).all()
+        counts = np.fromiter(map(len, per_video), np.int64, len(per_video))
+        labels = list(map(itemgetter('label'), flat))
+        scores = np.fromiter(map(itemgetter('score'), flat), np.float64, len(flat))
+        seg_lists = list(map(itemgetter('segment'), flat))
+        ok = (all(isinstance(d, list) for d in per_video)
+              and set(map(len, seg_lists)) <= {2})
+        segs = np.fromiter(chain.from_iterable(seg_lists), np.float64,
+                           2 * len(flat)).reshape(-1, 2) if ok else None
+        ok = ok and np.isfinite(scores).all() and np.isfinite(segs).all()
     except (KeyError, TypeError, ValueError, IndexError):
         ok = False
     if not ok:
-        _raise_first_bad(video_id, dets, source)
-    return labels, scores, segs
+        for vid, dets in zip(ids, per_video):
+            _check_video(vid, dets, source)
+        raise ResultsError(f'{source}: malformed detections')
+    return ids, counts, labels, scores, segs
 
 
-def _raise_first_bad(video_id, dets, source):
+def _check_video(video_id, dets, source):
+    """Raise a ResultsError naming the first malformed detection of one video, if any."""
     if not isinstance(dets, list):
         raise ResultsError(f'{source}: video {video_id!r}: expected a list of detections')
     for i, d in enumerate(dets):
@@ -146,34 +160,40 @@ def _raise_first_bad(video_id, dets, source):
             raise ResultsError(f'{where}: non-numeric score or segment '
                                f'({d["score"]!r}, {d["segment"]!r})') from None
         if len(seg) != 2:
-            raise ResultsError(f'{where}: field "segment": expected [t0, t1], got {d["segment"]!r}')
+            raise ResultsError(f'{where}: field "segment": expected [t0, t1], '
+                               f'got {d["segment"]!r}')
         if not np.isfinite([score, *seg]).all():
             raise ResultsError(f'{where}: non-finite score or segment ({score}, {seg})')
-    raise ResultsError(f'{source}: video {video_id!r}: malformed detections')
 
 
-def _check_labels(labels, class_index, known, ignore_unknown, source):
-    """-> boolean mask of predictions to keep."""
-    bad_type = next((lab for lab in labels if not isinstance(lab, str)), None)
+_NOT_EVALUATED, _UNKNOWN = -1, -2
+
+
+def _class_ids(labels, class_index, known, ignore_unknown, source):
+    """Class index per prediction: >= 0 evaluated, -1 label without GT in the subset,
+    -2 label unknown to the ground truth (an error unless ignore_unknown)."""
+    unique = set(labels)
+    bad_type = next((lab for lab in unique if not isinstance(lab, str)), None)
     if bad_type is not None:
         raise ResultsError(f'{source}: field "label": expected a string, got {bad_type!r}')
-    unknown = sorted(set(labels) - known)
-    if unknown:
-        if not ignore_unknown:
-            shown = ', '.join(repr(x) for x in unknown[:20])
-            more = f' and {len(unknown) - 20} more' if len(unknown) > 20 else ''
-            raise ValueError(f'{source}: labels not in the ground truth: {shown}{more} '
-                             '(use ignore_unknown_labels / --ignore-unknown-labels to drop them)')
-    keep = np.fromiter((lab in class_index for lab in labels), dtype=bool, count=len(labels))
-    n_unknown = int(sum(1 for lab in labels if lab not in known))
-    n_other = int((~keep).sum()) - n_unknown
+    unknown = sorted(unique - known)
+    if unknown and not ignore_unknown:
+        shown = ', '.join(repr(x) for x in unknown[:20])
+        more = f' and {len(unknown) - 20} more' if len(unknown) > 20 else ''
+        raise ValueError(f'{source}: labels not in the ground truth: {shown}{more} '
+                         '(use ignore_unknown_labels / --ignore-unknown-labels to drop them)')
+    lookup = {lab: class_index.get(lab, _NOT_EVALUATED if lab in known else _UNKNOWN)
+              for lab in unique}
+    cls = np.fromiter(map(lookup.__getitem__, labels), np.int64, len(labels))
+    n_unknown = int((cls == _UNKNOWN).sum())
+    n_other = int((cls == _NOT_EVALUATED).sum())
     if n_unknown:
         _warn(f'{source}: dropped {n_unknown} prediction(s) with {len(unknown)} label(s) '
               f'unknown to the ground truth: {", ".join(repr(x) for x in unknown[:20])}')
     if n_other:
         _warn(f'{source}: ignored {n_other} prediction(s) of labels that have no ground-truth '
               'instance in the evaluated subset')
-    return keep
+    return cls
 
 
 def prepare_inputs(ground_truth, predictions, subset=None,
@@ -190,38 +210,25 @@ def prepare_inputs(ground_truth, predictions, subset=None,
     video_index = {vid: i for i, vid in enumerate(video_names)}
     gt = _gt_arrays(videos, video_index, class_index)
 
-    labels, scores, segs, vids = [], [], [], []
-    outside = set()
-    for raw_id, dets in results.items():
-        if not dets:
-            continue
-        lab, sc, sg = _flatten_video(raw_id, dets, source)
+    ids, counts, labels, scores, segs = _flatten(results, source)
+    outside = []
+    group_video = np.empty(len(ids), dtype=np.int64)
+    for i, raw_id in enumerate(ids):
         vid = mapping.get(raw_id, raw_id)
         if vid not in video_index:
-            outside.add(vid)
+            outside.append(i)
             video_index[vid] = len(video_names)
             video_names.append(vid)
-        labels.extend(lab)
-        scores.append(sc)
-        segs.append(sg)
-        vids.append(np.full(len(lab), video_index[vid], dtype=np.int64))
-    pred = _pred_arrays(labels, scores, segs, vids, class_index, known,
-                        ignore_unknown_labels, source)
+        group_video[i] = video_index[vid]
+    cls = _class_ids(labels, class_index, known, ignore_unknown_labels, source)
+    keep = cls >= 0
+    if keep.all():
+        keep = slice(None)            # skips copying every column
+    pred = DetectionArrays(np.repeat(group_video, counts)[keep], cls[keep],
+                           np.ascontiguousarray(segs[keep, 0]), np.ascontiguousarray(segs[keep, 1]),
+                           scores[keep])
     if outside:
-        n = int(np.isin(pred.video, [video_index[v] for v in outside]).sum())
+        n = int(counts[outside].sum())
         _warn(f'{source}: {n} prediction(s) in {len(outside)} video(s) without ground truth in '
               'the evaluated subset are counted as false positives')
     return EvaluationInputs(gt, pred, class_names, video_names)
-
-
-def _pred_arrays(labels, scores, segs, vids, class_index, known, ignore_unknown, source):
-    if not labels:
-        empty_f = np.zeros(0, np.float64)
-        return DetectionArrays(np.zeros(0, np.int64), np.zeros(0, np.int64),
-                               empty_f, empty_f.copy(), empty_f.copy())
-    keep = _check_labels(labels, class_index, known, ignore_unknown, source)
-    cls = np.fromiter((class_index.get(lab, -1) for lab in labels), dtype=np.int64,
-                      count=len(labels))
-    segs = np.concatenate(segs)
-    return DetectionArrays(np.concatenate(vids)[keep], cls[keep], segs[keep, 0].copy(),
-                           segs[keep, 1].copy(), np.concatenate(scores)[keep])

@@ -11,13 +11,12 @@ import numpy as np
 from .detection import Groups, segment_tiou
 
 
-def topk_recall(gt, pred, rank, num_videos, tious, topk, num_classes) -> np.ndarray:
+def topk_recall(groups: Groups, gt, pred, num_videos, tious, topk, num_classes) -> np.ndarray:
     """Per-class recall (T, K, C)."""
     tious = np.asarray(tious, dtype=np.float64)
     recall = np.zeros((len(tious), len(topk), num_classes))
-    if len(pred.cls) == 0 or len(gt.cls) == 0:
+    if len(pred.cls) == 0:
         return recall
-    groups = Groups(gt, pred, rank, num_videos)
     # per sorted prediction: its pair and its position inside the pair
     pair = np.repeat(np.arange(len(groups.pred_count)), groups.pred_count)
     position = np.arange(len(pair)) - groups.pred_start[pair]
