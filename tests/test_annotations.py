@@ -140,7 +140,8 @@ def test_not_a_database(tmp_path):
 
 def test_label_map_uses_consistent_label_ids_else_sorted_names(tmp_path):
     def video(*segs):
-        return VideoAnnotation('v', 'training', 10.0, 30.0, [Segment(0, 1, lab, i) for lab, i in segs])
+        return VideoAnnotation('v', 'training', 10.0, 30.0,
+                               [Segment(0, 1, lab, i) for lab, i in segs])
 
     assert build_label_map([video(('Run', 1), ('Jump', 0)), video(('Run', 1))]) == \
         {'Jump': 0, 'Run': 1}

@@ -214,6 +214,14 @@ def test_false_positives_in_videos_without_gt_and_classes_without_predictions():
     assert m['mAP'] == [pytest.approx(0.25)]
 
 
+def test_no_predictions_gives_zeros():
+    gt = {'v1': _video('v1', [(0, 10, 'A'), (20, 30, 'B')]), 'v2': _video('v2', [])}
+    for preds in ({}, {'v1': []}):
+        m = evaluate_detections(gt, preds, tiou_thresholds=[0.5, 0.7])
+        assert m['mAP'] == [0.0, 0.0] and m['recall']['5x'] == [0.0, 0.0]
+        assert m['per_class_ap'] == {'A': [0.0, 0.0], 'B': [0.0, 0.0]}
+
+
 def test_v_prefix_on_one_side_is_matched():
     gt = {'v_abc': _video('v_abc', [(0, 10, 'A')]), 'xyz': _video('xyz', [(0, 4, 'A')])}
     preds = {'abc': [_det('A', 0.9, 0, 10)], 'v_xyz': [_det('A', 0.8, 0, 4)]}
@@ -230,6 +238,14 @@ def test_unknown_labels_error_or_dropped():
     with pytest.warns(EvaluationWarning, match='dropped 2 prediction'):
         m = evaluate_detections(gt, preds, tiou_thresholds=[0.5], ignore_unknown_labels=True)
     assert m['mAP'] == [pytest.approx(1.0)]
+
+
+def test_labels_of_other_subsets_are_ignored_not_errors():
+    gt = {'v': _video('v', [(0, 10, 'A')]), 'w': _video('w', [(0, 10, 'C')], subset='train')}
+    preds = {'v': [_det('A', 0.5, 0, 10), _det('C', 0.9, 0, 10)]}
+    with pytest.warns(EvaluationWarning, match='ignored 1 prediction'):
+        m = evaluate_detections(gt, preds, subset='TEST', tiou_thresholds=[0.5])
+    assert m['per_class_ap'] == {'A': [pytest.approx(1.0)]}
 
 
 def test_malformed_prediction_names_video_and_field():

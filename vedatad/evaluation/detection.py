@@ -19,7 +19,10 @@ instances have exactly the same tIoU with a prediction, the later one in annotat
 is taken (what the official evaluator's reversed stable argsort does).
 
 Vectorised: matching only interacts inside one (class, video) pair, so all pairs advance
-together, one prediction rank per step, over every threshold at once.
+together, one prediction rank per step, over every threshold at once (pairs bucketed by
+their number of instances, so each bucket works on a narrow matrix; a pair with one instance
+needs no steps: the first prediction reaching the threshold takes it). Predictions below the
+lowest threshold with every instance are false positives and skip the matching.
 """
 import numpy as np
 
@@ -72,6 +75,8 @@ def stable_argsort(keys):
 
 def _runs(sorted_keys):
     """(distinct keys, start, length) of the runs of equal values in a sorted array."""
+    if len(sorted_keys) == 0:
+        return sorted_keys, np.zeros(0, np.int64), np.zeros(0, np.int64)
     starts = np.nonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])[0]
     counts = np.diff(np.r_[starts, len(sorted_keys)])
     return sorted_keys[starts], starts, counts
@@ -93,7 +98,7 @@ class Groups:
         pos = np.minimum(np.searchsorted(self.gt_keys, keys), len(self.gt_keys) - 1)
         self.has_gt = self.gt_keys[pos] == keys
         self.gt_group = pos                      # index into the GT pairs (valid if has_gt)
-        self.pad_t0, self.pad_t1, self.pad_valid, self.pad_index = self._pad(gt)
+        self.pad_t0, self.pad_t1, self.pad_valid = self._pad(gt)
 
     def _pad(self, gt):
         width = int(self.gt_count.max(initial=0))
@@ -102,7 +107,7 @@ class Groups:
         index = self.gt_order[np.where(valid, self.gt_start[:, None] + col[None, :], 0)]
         t0 = np.where(valid, gt.t0[index], np.nan)
         t1 = np.where(valid, gt.t1[index], np.nan)
-        return t0, t1, valid, np.where(valid, index, -1)
+        return t0, t1, valid
 
 
 def match_predictions(groups: Groups, pred, tious) -> np.ndarray:
@@ -147,9 +152,10 @@ def _first_match(iou, rows, starts, tious, tp):
 
 
 def _greedy_match(iou, rows, starts, counts, tious, tp):
-    """Greedy matching of the pairs whose live predictions are iou[starts[i]:][:counts[i]]
-    (canonical order), all pairs and thresholds at once, one prediction rank per step.
-    Writes tp[:, rows[...]]."""
+    """Greedy matching, all pairs and thresholds at once, one prediction rank per step.
+
+    Pair i owns predictions starts[i] .. starts[i] + counts[i] - 1 (canonical order) of
+    ``iou`` (R, G) and ``rows`` (their indices into ``tp``, which is filled in)."""
     # pairs with most live predictions first, so the pairs still active at step k are a prefix
     by_count = np.argsort(-counts, kind='stable')
     starts, counts = starts[by_count], counts[by_count]
@@ -199,6 +205,5 @@ def average_precision(tp, pred_cls, order, gt_cls, num_classes) -> np.ndarray:
     best = np.empty_like(precision)
     for a, n in zip(starts, counts):
         best[a:a + n] = np.maximum.accumulate(precision[a:a + n][::-1])[::-1]
-    ap.flat[(keys // num_classes) * num_classes + keys % num_classes] = \
-        np.add.reduceat(step * best, starts)
+    ap.flat[keys] = np.add.reduceat(step * best, starts)   # key = t * C + class
     return ap

@@ -1,6 +1,4 @@
 """Entry point: evaluate a detection submission against ActivityNet-style ground truth."""
-import numpy as np
-
 from .detection import Groups, average_precision, canonical_order, match_predictions
 from .inputs import prepare_inputs
 from .recall import topk_recall
@@ -11,6 +9,11 @@ def evaluate_detections(ground_truth, predictions, subset=None,
                         ignore_unknown_labels=False) -> dict:
     """mAP per tIoU threshold (official ActivityNet rules), average mAP, per-class AP and
     Recall@k×N; every value a fraction in [0, 1].
+
+    Equal scores are ranked canonically, so the result never depends on input order:
+    decreasing score, then video id, start time, end time (ascending); see
+    ``vedatad.evaluation.detection`` for the matching rules and ``inputs`` for how unknown
+    labels, videos outside the ground truth and ``v_`` prefixes are handled.
 
     Args:
         ground_truth: ActivityNet annotation JSON path, or dict[str, VideoAnnotation].

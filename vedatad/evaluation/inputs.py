@@ -59,8 +59,9 @@ def load_ground_truth(ground_truth, subset=None):
         videos = load_annotations(ground_truth, subset=subset)
         with open(ground_truth, encoding='utf-8') as f:
             database = json.load(f)['database']
-        known = {ann.get('label') for v in database.values() if isinstance(v, dict)
-                 for ann in (v.get('annotations') or []) if isinstance(ann, dict)}
+        known = {ann['label'] for v in database.values() if isinstance(v, dict)
+                 for ann in (v.get('annotations') or [])
+                 if isinstance(ann, dict) and isinstance(ann.get('label'), str)}
         return videos, known
     if not isinstance(ground_truth, dict):
         raise TypeError('ground_truth must be a path or a dict[str, VideoAnnotation], '

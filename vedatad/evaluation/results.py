@@ -1,4 +1,5 @@
-"""ActivityNet submission JSON: ``{"version", "results": {video_id: [detection]}, "external_data"}``.
+"""ActivityNet submission JSON:
+``{"version", "results": {video_id: [detection]}, "external_data"}``.
 
 A detection is ``{"label": str, "score": float, "segment": [t0, t1]}`` with times in seconds.
 """
