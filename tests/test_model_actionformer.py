@@ -197,3 +197,21 @@ def test_class_agnostic_model_uses_external_scores(tmp_path):
     assert n > 0
     assert res['labels'].tolist() == [3] * n + [1] * n
     assert (res['scores'][:n] > res['scores'][n:]).all()
+
+
+def test_conv_backbone_fpn_neck_and_later_start_level():
+    model = small_model(backbone_type='conv', fpn_type='fpn', fpn_start_level=1, fpn_dim=24,
+                        head_dim=24, regression_range=[(0, 8), (8, 16), (16, 10000)]).train()
+    assert model.fpn_strides == [2, 4, 8]
+    assert len(model.neck.lateral_convs) == 3
+    losses = model([video(60)], mode='loss')
+    losses['final_loss'].backward()
+    assert model.neck.lateral_convs[0].conv.weight.grad.abs().sum() > 0
+    res = model.eval()([video(60)], mode='predict')[0]
+    assert res['segments'].shape[0] > 0
+
+
+def test_no_candidate_gives_empty_results():
+    model = small_model(test_cfg=dict(pre_nms_thresh=0.999)).eval()
+    res = model([video(60)], mode='predict')[0]
+    assert res['segments'].shape == (0, 2) and res['scores'].numel() == 0
