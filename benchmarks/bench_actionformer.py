@@ -98,8 +98,9 @@ def main():
 
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else \
         f'CPU, {torch.get_num_threads()} threads'
-    print(f'ActionFormer THUMOS14 I3D model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M'
-          f' parameters) on {name}, median of {args.repeats}')
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f'ActionFormer THUMOS14 I3D model ({millions:.1f}M parameters) on {name}, '
+          f'median of {args.repeats}')
     print('| input steps T | network (s) | predict incl. NMS (s) | ratio to T=2304 |')
     print('|---:|---:|---:|---:|')
     for T, network, full in rows:

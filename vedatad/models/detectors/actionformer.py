@@ -78,7 +78,8 @@ class ActionFormer(nn.Module):
         self.num_classes = num_classes
         self.max_seq_len = max_seq_len
         self.input_noise = input_noise
-        self.fpn_strides = [scale_factor ** i for i in range(fpn_start_level, backbone_arch[-1] + 1)]
+        num_levels = backbone_arch[-1] + 1
+        self.fpn_strides = [scale_factor ** i for i in range(fpn_start_level, num_levels)]
         if len(regression_range) != len(self.fpn_strides):
             raise ValueError(f'regression_range has {len(regression_range)} levels, the pyramid '
                              f'has {len(self.fpn_strides)} (backbone_arch={backbone_arch}, '
