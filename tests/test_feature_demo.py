@@ -14,6 +14,7 @@ import vedatad.data  # noqa: F401
 import vedatad.models  # noqa: F401
 from vedatad.data.synthetic_features import SyntheticFeatureSpec, generate_synthetic_features
 from vedatad.engine import train
+from vedatad.engine.testing import test as run_test
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'configs', 'actionformer', 'synthetic_demo.py')
@@ -65,3 +66,23 @@ def test_short_demo_run_reaches_map(tmp_path):
     assert len(submission['results']) == 16
     first = next(iter(submission['results'].values()))[0]
     assert first['label'].startswith('action_') and len(first['segment']) == 2
+    check_official_checkpoint(cfg, work, tmp_path, metrics)
+
+
+def check_official_checkpoint(cfg, work, tmp_path, metrics):
+    """The same weights saved the way the release saves them ('module.' keys) give the same
+    detections; a checkpoint with a key too many is refused, naming the key."""
+    ours = torch.load(work / 'latest.pth.tar', weights_only=False)
+    official = {'epoch': ours['epoch'], 'optimizer': {}, 'scheduler': {},
+                'state_dict': {'module.' + k: v for k, v in ours['state_dict'].items()},
+                'state_dict_ema': {'module.' + k: v for k, v in ours['state_dict_ema'].items()}}
+    official_path = tmp_path / 'official.pth.tar'
+    torch.save(official, official_path)
+    rows = run_test(cfg, str(official_path), out=str(tmp_path / 'official_det.json'),
+                    metrics_out=str(tmp_path / 'official_metrics.json'))
+    assert rows[0][1]['average_mAP'] == pytest.approx(metrics['average_mAP'])
+    official['state_dict_ema']['module.extra.weight'] = torch.zeros(1)
+    torch.save(official, official_path)
+    with pytest.raises(Exception, match='extra.weight'):
+        run_test(cfg, str(official_path), out=str(tmp_path / 'x.json'),
+                 metrics_out=str(tmp_path / 'y.json'))

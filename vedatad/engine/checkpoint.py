@@ -71,7 +71,7 @@ def load_model_weights(model, path, use_ema=True, logger=None):
         raise ValueError(f'{path}: not a checkpoint (no state_dict / state_dict_ema)')
     if is_official_actionformer(checkpoint):
         from ..models.official_ckpt import load_official_actionformer
-        load_official_actionformer(model, checkpoint, use_ema=use_ema)
+        load_official_actionformer(model, path, use_ema=use_ema)  # path: errors name it
         if logger:
             logger.info(f'loaded official ActionFormer checkpoint {path} '
                         f'({"EMA" if use_ema else "raw"} weights)')
