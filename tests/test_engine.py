@@ -130,6 +130,20 @@ def test_weight_decay_groups_follow_reference(tiny_data):
         split_decay(Odd())
 
 
+def test_lr_multiplier_groups():
+    from vedatad.engine.optimizer import build_optimizer
+    model = nn.Sequential()
+    model.add_module('backbone', nn.Linear(2, 2))
+    model.add_module('head', nn.Linear(2, 1))
+    opt = build_optimizer(model, dict(type='AdamW', lr=0.1, weight_decay=0.05,
+                                      lr_mult=dict(backbone=0.1)))
+    by_name = {n: (g['lr'], g['weight_decay']) for g in opt.param_groups
+               for n in g['param_names']}
+    assert by_name['backbone.weight'] == (pytest.approx(0.01), 0.05)
+    assert by_name['backbone.bias'] == (pytest.approx(0.01), 0.0)
+    assert by_name['head.weight'] == (pytest.approx(0.1), 0.05)
+
+
 def test_ema_update():
     model = nn.Linear(2, 1)
     ema = ModelEMA(model, decay=0.9)

@@ -31,10 +31,37 @@ def predict_dataset(model, loader, desc='test'):
     for part in all_gather_objects(local):
         for video_id, result in part.items():
             merged.setdefault(video_id, result)
-    order = [v['id'] for v in getattr(loader.dataset, 'videos', [])]
+    order = dataset_video_ids(loader.dataset)
     if order:  # dataset order, so outputs do not depend on the number of ranks
         merged = {v: merged[v] for v in order if v in merged}
     return merged
+
+
+def dataset_video_ids(dataset):
+    """Video ids in dataset order: ``video_ids`` or ``videos`` (dicts with 'id' or objects
+    with ``video_id``); None when the dataset exposes neither."""
+    ids = getattr(dataset, 'video_ids', None)
+    if callable(ids):
+        ids = ids()
+    if ids is not None:
+        return list(ids)
+    videos = getattr(dataset, 'videos', None) or []
+    order = []
+    for video in videos:
+        vid = video.get('id') if isinstance(video, dict) else getattr(video, 'video_id', None)
+        if vid is None:
+            return None
+        order.append(vid)
+    return order or None
+
+
+def dataset_label_names(dataset):
+    """Class index -> name: ``label_names``, else the inverse of ``label_map``, else {}."""
+    names = getattr(dataset, 'label_names', None)
+    if names:
+        return dict(names)
+    label_map = getattr(dataset, 'label_map', None) or {}
+    return {idx: name for name, idx in label_map.items()}
 
 
 def to_submission(results, label_names):

@@ -6,7 +6,7 @@ from ..utils.io import atomic_write_json
 from . import dist as dist_utils
 from .checkpoint import LATEST, epoch_path, find_latest, load_model_weights
 from .dataloader import build_dataloader
-from .inference import predict_dataset, to_submission
+from .inference import dataset_label_names, predict_dataset, to_submission
 from .runtime import get_logger, seed_everything, set_cpu_threads
 
 
@@ -61,11 +61,15 @@ def evaluate(submission, ev):
 
 
 def summary_table(rows, tious):
-    """One line per checkpoint: mAP per tIoU, average, Recall@1x/5x at the middle tIoU."""
-    header = ['checkpoint'] + [f'{t:.2f}' for t in tious] + ['avg']
+    """One line per checkpoint: mAP (%) per tIoU, average mAP, Recall@1x/5x averaged over
+    the tIoUs."""
+    header = ['checkpoint'] + [f'mAP@{t:.2f}' for t in tious] + ['avg mAP', 'R@1x', 'R@5x']
     lines = [' | '.join(f'{h:>10}' for h in header)]
     for name, m in rows:
+        recall = m.get('recall', {})
         cells = [name] + [f'{100 * v:.2f}' for v in m['mAP']] + [f'{100 * m["average_mAP"]:.2f}']
+        cells += [f'{100 * sum(recall[k]) / len(recall[k]):.2f}' if recall.get(k) else '-'
+                  for k in ('1x', '5x')]
         lines.append(' | '.join(f'{c:>10}' for c in cells))
     return '\n'.join(lines)
 
@@ -93,7 +97,7 @@ def test(cfg, target, epochs=None, out=None, metrics_out=None, use_ema=True, wor
         results = predict_dataset(model, loader, desc=name)
         if not info.is_main:
             continue
-        submission = to_submission(results, dataset.label_names)
+        submission = to_submission(results, dataset_label_names(dataset))
         out_path = _suffixed(out or os.path.join(work_dir, 'detections.json'), name, many)
         save_results(out_path, submission)
         metrics = evaluate(submission, ev)
