@@ -21,7 +21,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    spec = SyntheticFeatureSpec(**{f.name: getattr(args, f.name) for f in fields(SyntheticFeatureSpec)})
+    names = [f.name for f in fields(SyntheticFeatureSpec)]
+    spec = SyntheticFeatureSpec(**{name: getattr(args, name) for name in names})
     path = generate_synthetic_features(args.out_dir, spec, overwrite=args.overwrite)
     print(f'synthetic features: {spec.num_train} training + {spec.num_val} validation videos, '
           f'annotations in {path}')

@@ -303,7 +303,8 @@ class Ego4DFeatureDataset(FeatureDataset):
         return self._checked(video_id, ' + '.join(paths), feats)
 
     def _per_folder_dims(self):
-        if isinstance(self.input_dim, (list, tuple)) and len(self.input_dim) == len(self.feat_folders):
+        per_type = isinstance(self.input_dim, (list, tuple))
+        if per_type and len(self.input_dim) == len(self.feat_folders):
             return list(self.input_dim)
         if len(self.feat_folders) == 1:
             return [_total_dim(self.input_dim)]
