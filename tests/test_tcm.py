@@ -65,7 +65,7 @@ def test_tcm_relative_bias_is_learned():
     y, _ = tcm(x, full)
     assert y.shape == (1, 8, 20)
     y.sum().backward()
-    assert tcm.layers[0].attn.rel_bias.table.grad is not None
+    assert tcm.layers[0].attn.rel_bias.relative_position_bias_table.grad is not None
 
 
 def test_tcm_depth_zero_is_reduction_only():

@@ -11,6 +11,7 @@ so a resumed run repeats the straight run exactly.
 """
 import contextlib
 import os
+import resource
 import time
 from collections import defaultdict
 
@@ -173,10 +174,26 @@ class Trainer:
             bar.set_postfix(loss=f'{losses["final_loss"]:.3f}')
             self._log_iter(epoch, it, global_iter, losses)
         averages = {k: v / max(count, 1) for k, v in sums.items()}
+        stats = self._epoch_stats()
         self.logger.info(f'epoch {epoch + 1} done in {time.time() - start:.1f}s, lr '
                          f'{self.scheduler.get_last_lr()[0]:.3e}, '
-                         + ', '.join(f'{k} {v:.4f}' for k, v in averages.items()))
+                         + ', '.join(f'{k} {v:.4f}' for k, v in averages.items())
+                         + ''.join(f', {k} {v:.4g}' for k, v in stats.items()))
+        if self.writer is not None:
+            for k, v in stats.items():
+                self.writer.add_scalar(k, v, (epoch + 1) * self.iters_per_epoch)
         return averages
+
+    def _epoch_stats(self):
+        """Scalars logged once per epoch: peak memory and whatever the model reports
+        (``epoch_stats()``, e.g. memory-bank staleness)."""
+        stats = {'memory/max_rss_mb': peak_rss_mb()}
+        if self.info.device.type == 'cuda':
+            stats['memory/cuda_max_allocated_mb'] = \
+                torch.cuda.max_memory_allocated(self.info.device) / 2**20
+        if hasattr(self.raw_model, 'epoch_stats'):
+            stats.update(self.raw_model.epoch_stats())
+        return stats
 
     def train_step(self, batch, global_iter, where):
         """One optimisation step; returns the losses as floats, or None when skipped."""
@@ -246,6 +263,11 @@ class Trainer:
             path = save_checkpoint(self.work_dir, state)
             self.logger.info(f'saved {path}')
         dist_utils.barrier()
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train(cfg, work_dir, resume=None):

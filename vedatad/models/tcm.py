@@ -19,13 +19,13 @@ class RelativePositionBias(nn.Module):
     def __init__(self, num_heads, max_len):
         super().__init__()
         self.max_len = max_len
-        self.table = nn.Parameter(torch.zeros(2 * max_len - 1, num_heads))
-        nn.init.trunc_normal_(self.table, std=0.02)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(2 * max_len - 1, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def forward(self, length):
-        pos = torch.arange(length, device=self.table.device)
+        pos = torch.arange(length, device=self.relative_position_bias_table.device)
         offset = (pos[:, None] - pos[None, :]).clamp(-(self.max_len - 1), self.max_len - 1)
-        bias = self.table[offset + self.max_len - 1]  # L, L, H
+        bias = self.relative_position_bias_table[offset + self.max_len - 1]  # L, L, H
         return bias.permute(2, 0, 1)  # H, L, L
 
 

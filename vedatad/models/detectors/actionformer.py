@@ -238,11 +238,34 @@ class ActionFormer(nn.Module):
                 for i, meta in enumerate(metas)]
 
     def _predict_video(self, meta, cls_logits, offsets, masks, points):
+        segs, scores, labels = self._decode_video(cls_logits, offsets, masks, points)
+        return self.finalize_candidates(meta, segs, scores, labels)
+
+    def _decode_video(self, cls_logits, offsets, masks, points):
+        """Pre-NMS candidates of one video, all levels: segments (n, 2) in steps, scores,
+        labels (CPU)."""
         cfg = self.test_cfg
         level_results = [decode_level(c.float(), o.float(), p, m, cfg['pre_nms_thresh'],
                                       cfg['pre_nms_topk'], cfg['duration_thresh'])
                          for c, o, p, m in zip(cls_logits, offsets, points, masks)]
-        segs, scores, labels = (torch.cat(x).cpu() for x in zip(*level_results))
+        return tuple(torch.cat(x).cpu() for x in zip(*level_results))
+
+    @torch.no_grad()
+    def candidates_from_feats(self, feats, masks):
+        """Pre-NMS candidates per sequence of a batch, in feature steps of that sequence:
+        list of (segments (n, 2), scores (n,), labels (n,)). Callers that cut a video into
+        windows shift them to video steps, merge the windows and call finalize_candidates."""
+        feats, masks = self._pad(feats.to(self.device), masks.to(self.device))
+        cls_logits, offsets, fpn_masks, points = self._forward_net(feats, masks)
+        return [self._decode_video([x[i] for x in cls_logits], [x[i] for x in offsets],
+                                   [m[i] for m in fpn_masks], points)
+                for i in range(feats.shape[0])]
+
+    def finalize_candidates(self, meta, segs, scores, labels):
+        """NMS on one video's candidates (steps), conversion to seconds, optional fusion with
+        external video-level scores. meta: video_id, fps, duration, feat_stride,
+        feat_num_frames."""
+        cfg = self.test_cfg
         segs, scores, labels = apply_nms(segs, scores, labels, cfg)
         segs = steps_to_seconds(segs, meta['feat_stride'], meta['feat_num_frames'],
                                 meta['fps'], meta['duration'])
