@@ -152,3 +152,10 @@ def test_windowed_inference_merges_windows_in_video_time(template):
     assert cands[1][0].numel() > 0
     second = (cands[1][0] + 96 / model.feat_stride) * model.feat_stride + 1
     assert second.max() / 15 > window / 15  # reaches past the first window's end
+
+
+def test_window_off_the_chunk_grid_is_refused(tmp_path, template):
+    model = tiny_tallformer(template)
+    model.setup_work_dir(tmp_path / 'work', resume=False, rank=0)
+    with pytest.raises(ValueError, match="vid0.*chunk grid"):
+        model(train_batch(offsets=(40, 0)), mode='loss')

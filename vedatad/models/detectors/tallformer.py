@@ -100,6 +100,7 @@ class TALLFormer(nn.Module):
         self.train_iter = int(global_iter)
 
     def extra_state(self):
+        # index of the last training iteration that wrote the bank (staleness reference)
         return dict(bank_step=self.train_iter)
 
     def load_extra_state(self, state):
@@ -147,6 +148,10 @@ class TALLFormer(nn.Module):
         if W % self.chunk_size:
             raise ValueError(f'window of {W} frames is not a multiple of {self.chunk_size}')
         n = W // self.chunk_size
+        for vid, o in zip(video_ids, offsets):
+            if int(o) % self.chunk_size:  # else bank reads/writes would hit the wrong chunks
+                raise ValueError(f'video {vid!r}: window starts at frame {int(o)}, not on the '
+                                 f'{self.chunk_size}-frame chunk grid of the memory bank')
         first_chunks = [int(o) // self.chunk_size for o in offsets]
         valid_chunks = [int(np.ceil(float(m.sum()) / self.chunk_size)) for m in masks]
         # drawn from numpy's global state, which the trainer seeds per epoch and rank
@@ -162,11 +167,13 @@ class TALLFormer(nn.Module):
         C = stale.shape[-1]
         stale = stale.view(B * n, self.rows_per_chunk, C).transpose(1, 2)  # B*n, C, rpc
 
-        # fresh features with gradients
+        # fresh features with gradients; pick the chunks before any copy of the window
         chunks = imgs.view(B, 3, n, self.chunk_size, H, Wd).transpose(1, 2)  # B, n, 3, cs, H, W
-        flat_idx = torch.as_tensor(np.concatenate([b * n + p for b, p in enumerate(picks)]),
-                                   device=imgs.device)
-        fresh = self.backbone(chunks.reshape(B * n, 3, self.chunk_size, H, Wd)[flat_idx])
+        b_idx = torch.as_tensor(np.concatenate([np.full(len(p), b) for b, p in enumerate(picks)]),
+                                device=imgs.device)
+        c_idx = torch.as_tensor(np.concatenate(picks), device=imgs.device)
+        flat_idx = b_idx * n + c_idx
+        fresh = self.backbone(chunks[b_idx, c_idx])  # K, 3, cs, H, W -> K, C, rpc
         fresh = fresh.to(stale.dtype)  # K, C, rpc
 
         feats = stale.index_copy(0, flat_idx, fresh)  # out of place: grads reach `fresh`
