@@ -100,10 +100,8 @@ def reference_ap(gt, results, tious, classes, per_prediction):
     return out
 
 
-def _numpy_step(p0, p1, segs, taken, offset, tious, tp, k):
-    inter = np.clip(np.minimum(p1, segs[:, 1]) - np.maximum(p0, segs[:, 0]), 0, None)
-    ious = inter / ((segs[:, 1] - segs[:, 0]) + (p1 - p0) - inter)
-    order = ious.argsort(kind='stable')[::-1]
+def _greedy_match(order, ious, taken, offset, tious, tp, k):
+    """Per threshold: the best-overlapping ground truth not yet taken, if above it."""
     for t, thr in enumerate(tious):
         for j in order:
             if ious[j] < thr:
@@ -113,6 +111,13 @@ def _numpy_step(p0, p1, segs, taken, offset, tious, tp, k):
             taken[t, offset + j] = True
             tp[t, k] = 1
             break
+
+
+def _numpy_step(p0, p1, segs, taken, offset, tious, tp, k):
+    inter = np.clip(np.minimum(p1, segs[:, 1]) - np.maximum(p0, segs[:, 0]), 0, None)
+    ious = inter / ((segs[:, 1] - segs[:, 0]) + (p1 - p0) - inter)
+    order = ious.argsort(kind='stable')[::-1]
+    _greedy_match(order, ious, taken, offset, tious, tp, k)
 
 
 def _python_step(p0, p1, segs, taken, offset, tious, tp, k):
@@ -121,15 +126,7 @@ def _python_step(p0, p1, segs, taken, offset, tious, tp, k):
         inter = max(0.0, min(p1, g1) - max(p0, g0))
         ious.append(inter / ((g1 - g0) + (p1 - p0) - inter))
     order = sorted(range(len(ious)), key=lambda j: (-ious[j], -j))
-    for t, thr in enumerate(tious):
-        for j in order:
-            if ious[j] < thr:
-                break
-            if taken[t, offset + j]:
-                continue
-            taken[t, offset + j] = True
-            tp[t, k] = 1
-            break
+    _greedy_match(order, ious, taken, offset, tious, tp, k)
 
 
 def _reference_interpolated_ap(hits, npos):

@@ -11,13 +11,14 @@ not block work on this one). Segments that end after the video's stated duration
 (THUMOS14 test has 26 of them); they are kept as given, as the official ActivityNet evaluator
 does, and reported in one warning.
 """
-import json
 import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+from ..utils.io import read_json
 
 
 class AnnotationError(ValueError):
@@ -109,11 +110,7 @@ def _parse_video_header(video_id, entry):
 
 def _read_database(path):
     path = Path(path)
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f'{path}: not valid JSON ({e})') from e
+    data = read_json(path, AnnotationError)
     if not isinstance(data, dict) or not isinstance(data.get('database'), dict):
         raise AnnotationError(f'{path}: missing top-level "database" object')
     return data['database']

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from vedatad.utils.io import atomic_write_json
+from vedatad.utils.io import atomic_write_json, read_json
 
 SUBMISSION_VERSION = 'VERSION 1.3'
 
@@ -62,11 +62,7 @@ def load_results(path) -> dict[str, list[dict]]:
     """Read a submission file; returns its ``results`` mapping (entries are checked when
     evaluated, see ``vedatad.evaluation.inputs``)."""
     path = Path(path)
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ResultsError(f'{path}: not valid JSON ({e})') from e
+    data = read_json(path, ResultsError)
     if not isinstance(data, dict) or not isinstance(data.get('results'), dict):
         raise ResultsError(f'{path}: missing top-level "results" object '
                            '(expected the ActivityNet submission format)')

@@ -55,6 +55,17 @@ class _EmbeddingMixin:
             x = F.relu(norm(x))
         return x, mask
 
+    def _pyramid(self, x, mask):
+        """stem blocks at full rate, then one pyramid level per branch block."""
+        for block in self.stem:
+            x, mask = block(x, mask)
+        feats, masks = [x], [mask]
+        for block in self.branch:
+            x, mask = block(x, mask)
+            feats.append(x)
+            masks.append(mask)
+        return tuple(feats), tuple(masks)
+
 
 @MODELS.register_module()
 class ConvTransformerEncoder(_EmbeddingMixin, nn.Module):
@@ -100,14 +111,7 @@ class ConvTransformerEncoder(_EmbeddingMixin, nn.Module):
         x, mask = self._embed(x, mask)
         if self.use_abs_pe:
             x = x + self._position_embedding(x.shape[-1]).to(x.dtype) * mask.to(x.dtype)
-        for block in self.stem:
-            x, mask = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.branch:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        return tuple(feats), tuple(masks)
+        return self._pyramid(x, mask)
 
 
 @MODELS.register_module()
@@ -127,11 +131,4 @@ class ConvEncoder(_EmbeddingMixin, nn.Module):
     def forward(self, x, mask):
         # x: B, C_in, T   mask: B, 1, T  ->  tuples of (B, C, T / 2^l) and masks
         x, mask = self._embed(x, mask)
-        for block in self.stem:
-            x, mask = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.branch:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        return tuple(feats), tuple(masks)
+        return self._pyramid(x, mask)

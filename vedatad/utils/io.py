@@ -41,3 +41,13 @@ def atomic_torch_save(obj, path):
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json(path, error_cls=ValueError):
+    """Parse a JSON file; invalid JSON raises ``error_cls`` naming the file."""
+    path = Path(path)
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise error_cls(f'{path}: not valid JSON ({e})') from e
