@@ -14,7 +14,7 @@ config=configs/tallformer/demo_tiny.py
 
 echo "== 1/5 synthetic videos ($data)"
 if [ ! -f "$data/annotations.json" ]; then  # written last, so its presence means complete
-    python tools/data/make_synthetic_videos.py "$data" --num-videos 36 --seconds 20 \
+    python tools/data/make_synthetic_videos.py "$data" --num-videos 96 --seconds 10 \
         --size 64 --seed 0 --workers 2
 fi
 echo "== 2/5 memory bank template (resumable: finished videos are skipped)"

@@ -112,7 +112,7 @@ def draw_action(frames, f0, f1, label, size):
     _, colour, shape, motion = class_style(label)
     n = f1 - f0
     phase = np.arange(n) / max(n, 1)
-    radius = size / 7
+    radius = size / 4.5  # large enough to dominate a 64-pixel frame: learnable from scratch
     cy, cx = _centres(motion, phase, size, radius)
     r = radius * (1 + 0.35 * np.sin(2 * np.pi * 3 * phase)) if motion == 'pulse' else \
         np.full(n, radius)

@@ -4,13 +4,19 @@ import colorsys
 from PIL import Image, ImageDraw, ImageFont
 
 
+PALETTE = [(40, 90, 230), (40, 180, 60), (220, 50, 40), (245, 150, 20), (150, 60, 200),
+           (20, 180, 190), (230, 80, 170), (130, 100, 40), (110, 110, 110), (170, 200, 30)]
+
+
 def class_colours(labels):
-    """A distinct, stable colour per label name."""
-    labels = sorted(labels)
+    """A distinct, stable colour per label name (sorted names take the palette in order)."""
     colours = {}
-    for i, name in enumerate(labels):
-        r, g, b = colorsys.hsv_to_rgb(i / max(1, len(labels)), 0.75, 0.9)
-        colours[name] = (int(r * 255), int(g * 255), int(b * 255))
+    for i, name in enumerate(sorted(labels)):
+        if i < len(PALETTE):
+            colours[name] = PALETTE[i]
+        else:
+            r, g, b = colorsys.hsv_to_rgb((i * 0.618) % 1.0, 0.75, 0.9)
+            colours[name] = (int(r * 255), int(g * 255), int(b * 255))
     return colours
 
 
@@ -30,7 +36,7 @@ def draw_timeline(ground_truth, detections, path, score_threshold=0.3, max_video
     colours = class_colours(labels)
     font = ImageFont.load_default()
     left, top, gap = 170, 30 if title else 8, 10
-    legend_h = 24
+    legend_h = 38
     height = top + len(vids) * (2 * row_height + gap) + legend_h + 8
     img = Image.new('RGB', (width, height), 'white')
     draw = ImageDraw.Draw(img)
@@ -60,6 +66,9 @@ def draw_timeline(ground_truth, detections, path, score_threshold=0.3, max_video
                             left + min(duration, max(t0 + 1e-3, t1)) * scale, y0 + row_height - 3],
                            fill=fill, outline=base)
         y += 2 * row_height + gap
+    longest = max(float(ground_truth[v]['duration']) for v in vids) if vids else 0.0
+    _draw_seconds_note(draw, font, left, y, longest)
+    y += 14
     x = left
     for name in sorted(colours):
         draw.rectangle([x, y + 4, x + 14, y + 16], fill=colours[name])
@@ -68,3 +77,8 @@ def draw_timeline(ground_truth, detections, path, score_threshold=0.3, max_video
     draw.text((8, y + 4), f'score >= {score_threshold}', fill='gray', font=font)
     img.save(path)
     return path
+
+
+def _draw_seconds_note(draw, font, left, y, longest):
+    draw.text((left, y), f'each row spans its own video: 0 s at the left, its duration at '
+              f'the right (longest {longest:.1f} s)', fill='gray', font=font)
