@@ -12,6 +12,7 @@ import time
 import torch
 
 from vedatad.models.detectors.actionformer import ActionFormer
+from vedatad.utils.allocator import keep_freed_memory
 
 THUMOS_I3D = dict(
     input_dim=2048, num_classes=20, max_seq_len=2304, n_mha_win_size=19,
@@ -83,6 +84,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as tools/test.py does
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = ActionFormer(**THUMOS_I3D).to(device)

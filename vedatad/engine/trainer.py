@@ -27,6 +27,7 @@ from .ema import ModelEMA
 from .lr_scheduler import build_scheduler
 from .nonfinite import NonFiniteGuard
 from .optimizer import build_optimizer
+from ..utils.allocator import keep_freed_memory
 from .runtime import (epoch_seed, get_logger, save_config_copy, seed_everything,
                       set_cpu_threads)
 
@@ -64,6 +65,7 @@ class Trainer:
         self.tcfg = {**DEFAULT_TRAIN_CFG, **cfg.get('train_cfg', {})}
         self.info = dist_utils.init_distributed(cfg.get('device'))
         set_cpu_threads(cfg)
+        keep_freed_memory()  # large per-layer buffers are reused, not re-faulted
         self.logger = get_logger(work_dir, self.info.rank)
         self.resume_path = self._resolve_resume(resume)
         self._prepare_work_dir()
