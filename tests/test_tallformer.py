@@ -159,3 +159,34 @@ def test_window_off_the_chunk_grid_is_refused(tmp_path, template):
     model.setup_work_dir(tmp_path / 'work', resume=False, rank=0)
     with pytest.raises(ValueError, match="vid0.*chunk grid"):
         model(train_batch(offsets=(40, 0)), mode='loss')
+
+
+class _LazyWindows:
+    """Stands in for the video dataset's lazily decoded windows (``load(indices)``)."""
+
+    def __init__(self, imgs):
+        self.imgs, self.loaded = imgs, []
+
+    def __len__(self):
+        return len(self.imgs)
+
+    def load(self, indices):
+        self.loaded.append(list(indices))
+        return self.imgs[indices]
+
+
+def test_lazy_windows_give_the_same_detections(template):
+    torch.manual_seed(0)
+    model = tiny_tallformer(template).eval()
+    imgs = torch.randn(3, 3, 128, 56, 56)
+    masks = torch.ones(3, 128, dtype=torch.bool)
+    common = dict(masks=masks, frame_offsets=torch.tensor([0, 96, 192]),
+                  video_index=torch.tensor([0, 0, 0]),
+                  metas=[dict(video_id='vid0', fps=15.0, duration=320 / 15, num_frames=320,
+                              window_size=128)])
+    (eager,) = model.forward_predict(dict(common, imgs=imgs), windows_per_pass=2)
+    lazy = _LazyWindows(imgs)
+    (res,) = model.forward_predict(dict(common, windows=[lazy]), windows_per_pass=2)
+    assert lazy.loaded == [[0, 1], [2]]  # decoded a pass at a time, never all at once
+    torch.testing.assert_close(res['segments'], eager['segments'])
+    torch.testing.assert_close(res['scores'], eager['scores'])
