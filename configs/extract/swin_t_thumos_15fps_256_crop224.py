@@ -2,4 +2,4 @@
 _base_ = ['./swin_b_thumos_15fps_256_crop224.py']
 backbone = dict(arch='tiny',
                 pretrained='data/pretrained/swin_tiny_patch244_window877_kinetics400_1k.pth')
-bank = dict(path='data/thumos14/membank/swin_t_k400_15fps_256_crop224')
+bank = dict(path='data/thumos/membank/swin_t_15fps_256_crop224')

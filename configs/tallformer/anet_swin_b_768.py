@@ -11,7 +11,7 @@ model = dict(
     keep_ratio=0.15,
     membank=dict(template=data_root + 'membank/swin_b_768_crop224'),
     backbone=dict(arch='base', frozen_stages=2, with_cp=True, drop_path_rate=0.2,
-                  pretrained='data/pretrained/swin_b_k600_22k.pth'),
+                  pretrained='data/pretrained/swin_base_patch244_window877_kinetics600_22k.pth'),
     tcm=dict(max_len=window_size // 8),
     detector=dict(
         num_classes=1, max_seq_len=192, backbone_arch=(2, 2, 5), n_mha_win_size=[7, 7, 7, 7, 7, -1],

@@ -2,7 +2,7 @@
 # to 256x256 and cropped to 224, 480-frame windows, 15% of the chunks recomputed per step,
 # stages 1-2 frozen (the original "12GB" setting), ActionFormer head instead of the anchor head.
 #   1. tools/data/extract_frames.py data/thumos/videos/validation data/thumos/frames_15fps_256x256/validation --fps 15 --size 256x256  (same for test)
-#   2. tools/convert_vswin_ckpt.py --src swin_base_patch244_window877_kinetics400_22k.pth --dst data/pretrained/swin_b_k400_22k.pth
+#   2. put the official swin_base_patch244_window877_kinetics400_22k.pth in data/pretrained/
 #   3. tools/data/extract_features.py --config configs/extract/swin_b_thumos_15fps_256_crop224.py
 #   4. tools/dist_trainval.sh configs/tallformer/thumos_swin_b_256_crop224.py 4
 _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_cosine.py',
@@ -10,7 +10,7 @@ _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_co
 window_size = 480
 data_root = 'data/thumos/'
 ann_file = data_root + 'annotations/thumos14.json'
-pretrained = 'data/pretrained/swin_b_k400_22k.pth'
+pretrained = 'data/pretrained/swin_base_patch244_window877_kinetics400_22k.pth'
 model = dict(
     keep_ratio=0.15,
     membank=dict(template='data/thumos/membank/swin_b_15fps_256_crop224'),

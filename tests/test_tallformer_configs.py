@@ -1,0 +1,40 @@
+"""The TALLFormer configs build, and each names a template bank that an extraction config
+fills with the same backbone, crop and frame rate."""
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from vedatad.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+TALLFORMER = sorted((REPO / 'configs' / 'tallformer').glob('*.py'))
+EXTRACT = {Config.fromfile(str(p)).bank.path: Config.fromfile(str(p))
+           for p in sorted((REPO / 'configs' / 'extract').glob('*.py'))}
+
+
+@pytest.mark.parametrize('path', TALLFORMER, ids=lambda p: p.stem)
+def test_template_bank_comes_from_a_matching_extraction_config(path):
+    cfg = Config.fromfile(str(path))
+    template = cfg.model.membank.template
+    assert template in EXTRACT, f'{path.name}: no configs/extract/ config fills {template}'
+    ext = EXTRACT[template]
+    assert ext.backbone.arch == cfg.model.backbone.arch
+    assert ext.backbone.pretrained == cfg.model.backbone.pretrained
+    assert ext.data.crop_size == cfg.train_dataset.pipeline_cfg.crop_size
+    assert ext.data.root == cfg.train_dataset.data_prefix
+    assert ext.data.subset in (None, cfg.train_dataset.subset)
+
+
+@pytest.mark.parametrize('path', TALLFORMER, ids=lambda p: p.stem)
+def test_model_builds_with_consistent_shapes(path):
+    cfg = Config.fromfile(str(path))
+    model_cfg = cfg.model.to_dict()
+    model_cfg['backbone']['pretrained'] = None  # no weights here; structure only
+    model = build_model(model_cfg)
+    window = cfg.train_dataset.window_size
+    assert window % model.chunk_size == 0
+    steps = window // model.feat_stride
+    assert steps <= model.detector.max_seq_len, 'a training window must fit the detector'
+    assert model.tcm.reduction[0].in_channels == model.backbone.out_channels
+    assert model.detector.padded_length(steps) == model.detector.max_seq_len
