@@ -190,3 +190,23 @@ def test_lazy_windows_give_the_same_detections(template):
     assert lazy.loaded == [[0, 1], [2]]  # decoded a pass at a time, never all at once
     torch.testing.assert_close(res['segments'], eager['segments'])
     torch.testing.assert_close(res['scores'], eager['scores'])
+
+
+def test_bf16_autocast_train_and_predict(tmp_path, template):
+    """Mixed precision: the backbone runs in bf16, the bank still stores float16 rows."""
+    model = tiny_tallformer(template)
+    model.setup_work_dir(tmp_path / 'work', resume=False, rank=0)
+    model.on_train_iter_start(1)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model(train_batch(), mode='loss')
+    assert torch.isfinite(losses['final_loss'])
+    losses['final_loss'].backward()
+    work = MemoryBank.open(tmp_path / 'work' / 'membank')
+    assert work.read_window('vid0', 0, 1).dtype == np.float32
+    assert (work.read_steps('vid0', 0, work.num_chunks('vid0')) == 1).sum() == 1
+    batch = train_batch()
+    model.eval()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        results = model(batch, mode='predict')
+    assert [r['video_id'] for r in results] == ['vid0', 'vid1']
+    assert all(r['segments'].dtype == torch.float32 for r in results)
