@@ -71,6 +71,9 @@ def default_video_pipeline(mode, window_size, chunk_size=32, short_side=128, cro
 
 def find_videos(data_prefix, video_ids):
     """video_id -> frame folder ``data_prefix/<id>`` or file ``data_prefix/<id>.<ext>``."""
+    if not os.path.isdir(data_prefix):
+        raise FileNotFoundError(f'{data_prefix}: video folder not found (frame folders or '
+                                'video files named by video id)')
     by_stem = {}
     for entry in os.scandir(data_prefix):
         stem, ext = os.path.splitext(entry.name)

@@ -5,8 +5,10 @@ import time
 
 import numpy as np
 import torch
+
 from mmengine.logging import MMLogger
 
+from ..utils.allocator import keep_freed_memory
 from ..utils.io import atomic_write_text
 
 
@@ -25,12 +27,14 @@ def seed_everything(seed, deterministic=None):
             torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def set_cpu_threads(cfg):
+def configure_cpu(cfg):
     """``cpu_threads`` in the config caps torch's intra-op threads (small CPU jobs run faster
-    single-threaded on a busy machine)."""
+    single-threaded on a busy machine); freed large buffers are kept for reuse (long videos
+    would otherwise pay page faults for every layer's activations again)."""
     threads = cfg.get('cpu_threads')
     if threads:
         torch.set_num_threads(int(threads))
+    keep_freed_memory()
 
 
 def epoch_seed(seed, epoch, rank):

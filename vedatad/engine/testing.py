@@ -7,8 +7,7 @@ from . import dist as dist_utils
 from .checkpoint import LATEST, epoch_path, find_latest, load_model_weights
 from .dataloader import build_dataloader
 from .inference import dataset_label_names, predict_dataset, to_submission
-from ..utils.allocator import keep_freed_memory
-from .runtime import get_logger, seed_everything, set_cpu_threads
+from .runtime import configure_cpu, get_logger, seed_everything
 
 
 def resolve_checkpoints(target, epochs=None):
@@ -80,8 +79,7 @@ def test(cfg, target, epochs=None, out=None, metrics_out=None, use_ema=True, wor
     from ..evaluation import format_metrics_table
     from ..evaluation.results import save_results
     info = dist_utils.init_distributed(cfg.get('device'))
-    set_cpu_threads(cfg)
-    keep_freed_memory()  # long videos: reuse large buffers instead of re-faulting them
+    configure_cpu(cfg)
     work_dir = work_dir or (target if os.path.isdir(target) else os.path.dirname(target))
     logger = get_logger(work_dir, info.rank, name='test')
     seed_everything(0, deterministic=True)

@@ -27,9 +27,8 @@ from .ema import ModelEMA
 from .lr_scheduler import build_scheduler
 from .nonfinite import NonFiniteGuard
 from .optimizer import build_optimizer
-from ..utils.allocator import keep_freed_memory
-from .runtime import (epoch_seed, get_logger, save_config_copy, seed_everything,
-                      set_cpu_threads)
+from .runtime import (configure_cpu, epoch_seed, get_logger, save_config_copy,
+                      seed_everything)
 
 DEFAULT_TRAIN_CFG = dict(epochs=35, ckpt_interval=5, clip_grad_l2norm=-1, ema=dict(decay=0.999),
                          log_interval=10, seed=1234567891, amp=None, max_nonfinite_steps=10,
@@ -64,8 +63,7 @@ class Trainer:
         self.work_dir = work_dir
         self.tcfg = {**DEFAULT_TRAIN_CFG, **cfg.get('train_cfg', {})}
         self.info = dist_utils.init_distributed(cfg.get('device'))
-        set_cpu_threads(cfg)
-        keep_freed_memory()  # large per-layer buffers are reused, not re-faulted
+        configure_cpu(cfg)
         self.logger = get_logger(work_dir, self.info.rank)
         self.resume_path = self._resolve_resume(resume)
         self._prepare_work_dir()

@@ -15,20 +15,18 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..data.transforms import CenterCrop, Normalize, Resize
+from ..data.video_dataset import find_videos
 from ..data.video_readers import open_video
 
 
-def find_video(root, video_id, video_ext=None):
-    """``root/<id>`` frame folder, ``root/<id><ext>``, or the single ``root/<id>.*`` file."""
-    root = Path(root)
+def locate_videos(root, video_ids, video_ext=None):
+    """video_id -> path (``root/<id><video_ext>``, else as the video dataset finds them: a
+    ``root/<id>`` frame folder or a video file), looked up once for all videos. Missing
+    videos map to None and are reported per video by the extractor."""
     if video_ext:
-        return root / f'{video_id}{video_ext}'
-    if (root / video_id).is_dir():
-        return root / video_id
-    matches = sorted(p for p in root.glob(f'{video_id}.*') if p.is_file())
-    if not matches:
-        raise FileNotFoundError(f'{root}: no frame folder or video file for {video_id}')
-    return matches[0]
+        return {vid: Path(root) / f'{vid}{video_ext}' for vid in video_ids}
+    found, _ = find_videos(root, video_ids)
+    return {vid: found.get(vid) for vid in video_ids}
 
 
 class ClipSegments(IterableDataset):
@@ -38,7 +36,8 @@ class ClipSegments(IterableDataset):
                  video_ext=None, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
                  chunk_size=32, chunks_per_item=8):
         self.video_ids = list(video_ids)
-        self.root, self.backend, self.video_ext, self.fps = root, backend, video_ext, fps
+        self.root, self.backend, self.fps = root, backend, fps
+        self.paths = locate_videos(root, self.video_ids, video_ext)
         self.chunk_size, self.chunks_per_item = chunk_size, chunks_per_item
         self.resize = Resize(size=resize) if resize else None
         self.crop = CenterCrop(crop_size)
@@ -58,7 +57,9 @@ class ClipSegments(IterableDataset):
                 yield dict(video_id=video_id, error=f'{type(err).__name__}: {err}')
 
     def _segments(self, video_id):
-        path = find_video(self.root, video_id, self.video_ext)
+        path = self.paths[video_id]
+        if path is None:
+            raise FileNotFoundError(f'{self.root}: no frame folder or video file for {video_id}')
         reader = open_video(path, backend=self.backend, sample_fps=self.fps)
         frames_per_item = self.chunk_size * self.chunks_per_item
         num_items = math.ceil(reader.num_frames / frames_per_item)

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ...membank import MemoryBank
 from ...registry import MODELS
 from ..chunk_sampling import select_fresh_chunks
 
@@ -79,7 +80,6 @@ class TALLFormer(nn.Module):
     # ---------------------------------------------------------------- engine hooks
     def setup_work_dir(self, work_dir, resume=False, rank=0):
         """Open the per-experiment working bank, copying the template on the first start."""
-        from ...membank import MemoryBank
         cfg = self.membank_cfg
         path = Path(cfg['path'] or os.path.join(work_dir, 'membank'))
         if cfg['frozen'] and cfg['path'] is None and cfg['template']:
@@ -94,7 +94,6 @@ class TALLFormer(nn.Module):
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # other ranks open the bank only once rank 0 has copied it
         self.bank = MemoryBank.open(path, mode='r+', frozen=cfg['frozen'])
-        self.bank_path = path
 
     def on_train_iter_start(self, global_iter):
         self.train_iter = int(global_iter)
@@ -193,8 +192,7 @@ class TALLFormer(nn.Module):
             ids = c0 + p
             part = rows[start:start + len(p)]
             start += len(p)
-            n_video_chunks = -(-self.bank.num_frames(vid) // self.chunk_size)
-            inside = ids < n_video_chunks  # padding past the end of the video is not stored
+            inside = ids < self.bank.num_chunks(vid)  # padding past the video end is not stored
             if inside.any():
                 self.bank.write_chunks(vid, ids[inside].tolist(), part[inside],
                                        step=self.train_iter)
