@@ -47,6 +47,20 @@ def test_group_attributes_and_layout(bank):
     assert bank.num_chunks('vid_a') == 4 and bank.num_frames('vid_a') == 100
 
 
+def test_read_chunks_returns_stored_dtype_in_request_order(bank):
+    data = _feats(4, seed=3)
+    bank.write_chunks('vid_a', [0, 1, 2, 3], data, step=0)
+    got = bank.read_chunks('vid_a', [3, 0, 2])
+    assert got.dtype == np.float16 and got.shape == (3, 16, C)
+    stored = data.astype(np.float16).reshape(4, 16, C)
+    np.testing.assert_array_equal(got[1], stored[0])
+    np.testing.assert_array_equal(got[2], stored[2])
+    np.testing.assert_array_equal(got[0, :2], stored[3, :2])  # 50 rows: chunk 3 holds 2
+    assert not got[0, 2:].any()
+    with pytest.raises(BankError, match=r'vid_a: chunk ids \[4\] outside'):
+        bank.read_chunks('vid_a', [1, 4])
+
+
 def test_roundtrip_partial_last_chunk_and_zero_padding(bank):
     data = _feats(4)
     assert bank.write_chunks('vid_a', [0, 1, 2, 3], data, step=0)

@@ -39,7 +39,8 @@ def test_registry_builds_actionformer_and_rejects_unknown_cfg_keys():
     assert isinstance(model, ActionFormer)
     assert model.fpn_strides == [1, 2, 4, 8]
     assert model.max_div_factor == 8 * 4  # stride 8 x window (5 // 2) * 2
-    with pytest.raises(ValueError, match='unknown ActionFormer train_cfg'):
+    with pytest.raises(ValueError, match=r"unknown config key 'model.train_cfg.center_radius'; "
+                                         r"did you mean 'model.train_cfg.center_sample_radius'"):
         ActionFormer(**{k: v for k, v in SMALL.items() if k != 'type'} |
                      {'train_cfg': dict(center_radius=1.0)})
     with pytest.raises(ValueError, match='divisible'):

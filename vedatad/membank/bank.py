@@ -262,6 +262,29 @@ class MemoryBank:
         return bool(meta.get('attributes', {}).get('complete', False))
 
     # ----- reading / writing ---------------------------------------------------------------
+    def read_chunks(self, video_id, chunk_ids):
+        """Whole clip chunks as stored: (len(chunk_ids), rows_per_chunk, C) in the bank's dtype
+        (float16 by default, no cast). Rows of the last chunk past the video end are zero."""
+        arrays = self._open_video(video_id)
+        ids = [int(c) for c in chunk_ids]
+        bad = [c for c in ids if not 0 <= c < arrays.num_chunks]
+        if bad:
+            raise BankError(f'{self.path}: video {video_id}: chunk ids {bad} outside '
+                            f'[0, {arrays.num_chunks})')
+        rpc = self.rows_per_chunk
+        out = np.empty((len(ids), rpc, self.feat_dim), self.dtype)
+        for k, cid in enumerate(ids):
+            if arrays.feat_files is None:
+                start, stop = cid * rpc, min((cid + 1) * rpc, arrays.rows)
+                out[k] = 0
+                out[k, :stop - start] = arrays.feats[start:stop]
+            else:
+                arrays.feat_files.read_into(cid, out[k])
+                tail = (cid + 1) * rpc - arrays.rows
+                if tail > 0:
+                    out[k, rpc - tail:] = 0
+        return out
+
     def read_window(self, video_id, first_chunk, num_chunks):
         """(num_chunks * rows_per_chunk, C) float32; rows past the video end are zero."""
         arrays = self._open_video(video_id)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...registry import MODELS
+from ...utils.config_keys import merge_section
 from ..encoders import ConvEncoder, ConvTransformerEncoder
 from ..heads import ClsHead, RegHead
 from ..losses import ctr_diou_loss_1d, sigmoid_focal_loss
@@ -38,12 +39,7 @@ EXT_SCORE_NUM_PRED = 200  # detections kept per video before that fusion
 
 
 def _merge_cfg(defaults, cfg, name):
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(defaults))
-    if unknown:
-        raise ValueError(f'unknown ActionFormer {name} keys {unknown}; '
-                         f'allowed: {sorted(defaults)}')
-    return {**defaults, **cfg}
+    return merge_section(f'model.{name}', defaults, cfg)
 
 
 def _max_div_factor(max_seq_len, fpn_strides, win_sizes):
