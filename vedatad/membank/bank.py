@@ -137,14 +137,22 @@ def _cast_into(dst, src, piece=16384):
         dst_t[start:start + rows].copy_(src_t[start:start + rows])
 
 
-def _all_finite(a):
-    """No inf / NaN in a float16 / float32 array (an exponent test on the bits, which is
-    much faster than isfinite on small arrays)."""
-    if a.dtype == np.float16:
-        bits, exponent = a.view(np.uint16), 0x7C00
-    else:
-        bits, exponent = a.view(np.uint32), 0x7F800000
-    return a.size == 0 or int((bits & exponent).max()) < exponent
+def _syncfs(path):
+    """Write back everything dirty on the filesystem holding ``path`` (Linux syncfs);
+    False where unavailable."""
+    try:
+        import ctypes
+        import ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+    except (OSError, AttributeError):
+        return False
+    try:
+        return libc.syncfs(fd) == 0
+    except AttributeError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class _Video:
@@ -187,7 +195,7 @@ class MemoryBank:
         self._unsynced = []               # files closed while dirty: fsync'ed by flush()
         self._journal = Journal(self.path)
         self._warned_punch = False
-        self._torch_dtype = None
+        self._scratch = {}  # chunk count -> reused buffer of checked, converted features
         if mode == 'r+' and not frozen:
             step = self._journal.interrupted_rollback()
             if step is not None:
@@ -320,7 +328,9 @@ class MemoryBank:
                 target.add_video(vid, num_frames)
                 ids, data, steps = read()
                 if len(ids):
-                    target._store(vid, ids, data, steps)
+                    target._store(target._video(vid), vid, [int(c) for c in ids],
+                                  np.ascontiguousarray(data, target.dtype),
+                                  [int(x) for x in steps])
                 if complete:
                     target.mark_complete(vid, durable=False)
             target.flush()
@@ -572,24 +582,23 @@ class MemoryBank:
         are dropped. Returns True when written, False when skipped by a frozen bank.
         On return the chunks are visible to every process; ``flush()`` makes them durable.
         """
-        self._check_writable(video_id, allow_frozen=True)
+        if self.mode != 'r+':
+            self._check_writable(video_id, allow_frozen=True)
         video = self._video(video_id)
-        data = self._validate_write(video_id, chunk_ids, feats, video.num_chunks)
+        ids, data = self._validate_write(video_id, chunk_ids, feats, video.num_chunks)
         if self.frozen:
             self.skipped_writes += 1
             return False
-        ids = [int(c) for c in chunk_ids]
-        self._store(video_id, ids, data, [int(step)] * len(ids))
+        if ids:
+            self._store(video, video_id, ids, data, [int(step)] * len(ids))
         return True
 
-    def _store(self, video_id, ids, data, steps):
-        video = self._video(video_id)
-        ids = [int(c) for c in ids]
+    def _store(self, video, video_id, ids, data, steps):
+        """Write checked chunks (ids: list of ints; data (k, rows_per_chunk, C) this dtype)."""
         rpc, last = self.rows_per_chunk, video.num_chunks - 1
         if last in ids and (last + 1) * rpc > video.rows:  # rows past the end are not kept
             data = np.array(data)
             data[ids.index(last), video.rows - last * rpc:] = 0
-        data = np.ascontiguousarray(data, self.dtype)
         video.files.write(ids, data, steps, lambda: self._journal.kept_offsets(video_id))
         if video.files.punch_failed and not self._warned_punch:
             self._warned_punch = True
@@ -598,39 +607,44 @@ class MemoryBank:
                           'MemoryBank.copy writes a compact copy', stacklevel=3)
 
     def _validate_write(self, video_id, chunk_ids, feats, num_chunks):
-        """Checked features in the bank's dtype, (n, rows_per_chunk, C)."""
-        rpc, n = self.rows_per_chunk, len(chunk_ids)
-        where = f'{self.path}: video {video_id}'
+        """(ids as ints, checked features in the bank's dtype (n, rows_per_chunk, C),
+        C-contiguous). The array is a scratch buffer reused by the next write of as many
+        chunks (one writing thread per handle)."""
+        rpc, dim, n = self.rows_per_chunk, self.feat_dim, len(chunk_ids)
         shape = tuple(feats.shape)
-        if len(shape) == 2 and shape == (n * rpc, self.feat_dim):
-            shape = (n, rpc, self.feat_dim)
-        if shape != (n, rpc, self.feat_dim):
-            raise BankError(f'{where}: write of {n} chunks needs ({n * rpc}, {self.feat_dim}) '
-                            f'or ({n}, {rpc}, {self.feat_dim}) features, got '
-                            f'{tuple(feats.shape)} (only whole chunks are written)')
+        if shape != (n, rpc, dim) and shape != (n * rpc, dim):
+            raise BankError(f'{self.path}: video {video_id}: write of {n} chunks needs '
+                            f'({n * rpc}, {dim}) or ({n}, {rpc}, {dim}) features, got '
+                            f'{shape} (only whole chunks are written)')
         ids = [int(c) for c in chunk_ids]
-        if len(set(ids)) != n:
-            raise BankError(f'{where}: repeated chunk ids {ids}')
-        bad = [c for c in ids if not 0 <= c < num_chunks]
-        if bad:
-            raise BankError(f'{where}: chunk ids {bad} outside [0, {num_chunks})')
+        if len(set(ids)) != n or min(ids, default=0) < 0 or max(ids, default=0) >= num_chunks:
+            bad = [c for c in ids if not 0 <= c < num_chunks]
+            what = f'chunk ids {bad} outside [0, {num_chunks})' if bad else \
+                f'repeated chunk ids {ids}'
+            raise BankError(f'{self.path}: video {video_id}: {what}')
+        scratch = self._scratch.get(n)
+        if scratch is None:
+            stored = np.empty((n, rpc, dim), self.dtype)
+            bits = stored.view(np.uint16 if self.dtype == np.float16 else np.uint32)
+            scratch = self._scratch[n] = (stored, None, bits, np.empty_like(bits))
+        stored, tensor, bits, tmp = scratch
         if hasattr(feats, 'detach'):  # torch tensor, possibly on GPU / in another dtype
-            import torch
-            if self._torch_dtype is None:
-                self._torch_dtype = getattr(torch, self.dtype.name)
-            stored = feats.detach().to('cpu', self._torch_dtype).contiguous()
-            stored = stored.numpy()
+            if tensor is None:
+                import torch
+                tensor = torch.from_numpy(stored)
+                self._scratch[n] = (stored, tensor, bits, tmp)
+            tensor.copy_(feats.detach().reshape(n, rpc, dim))
+        elif getattr(feats, 'dtype', None) == self.dtype:
+            stored[...] = feats.reshape(n, rpc, dim)
         else:
-            feats = np.asarray(feats)
-            if feats.dtype == self.dtype:
-                stored = np.ascontiguousarray(feats)
-            else:
-                stored = np.empty(feats.shape, self.dtype)
-                _cast_into(stored.reshape(-1, self.feat_dim),
-                           feats.reshape(-1, self.feat_dim).astype(np.float32, copy=False))
-        if not _all_finite(stored):  # after the cast: values beyond float16 became inf
-            raise BankError(f'{where}: refusing to store non-finite features in chunks {ids}')
-        return stored.reshape(shape)
+            _cast_into(stored.reshape(-1, dim), np.asarray(feats, np.float32).reshape(-1, dim))
+        # no inf / NaN (after the cast: values beyond float16 became inf); an exponent test
+        # on the bits is much faster than isfinite on small arrays
+        exponent = 0x7C00 if self.dtype == np.float16 else 0x7F800000
+        if n and int(np.bitwise_and(bits, exponent, out=tmp).max()) >= exponent:
+            raise BankError(f'{self.path}: video {video_id}: refusing to store non-finite '
+                            f'features in chunks {ids}')
+        return ids, stored
 
     def _check_writable(self, video_id, allow_frozen):
         if self.mode == 'r':
@@ -641,12 +655,22 @@ class MemoryBank:
                                     f'{video_id}')
 
     # ----- durability, consistent points, space --------------------------------------------
-    def flush(self):
-        """Make every write of this process durable (fsync). Writes are visible to all
-        processes as soon as ``write_chunks`` returns; flush before saving a checkpoint and
-        at the end of an epoch so that a machine crash cannot lose them."""
-        for video in self._videos.values():
-            video.files.sync()
+    def flush(self, everything=False):
+        """Make every write of this process durable (on disk). Writes are visible to all
+        processes as soon as ``write_chunks`` returns; flush before saving a checkpoint
+        (``mark_consistent`` does) so that a machine crash cannot lose them.
+        ``everything``: also what other processes wrote (the whole filesystem is synced).
+        A few files are fsync'ed one by one; many at once with one ``syncfs`` (one journal
+        commit instead of one per file)."""
+        dirty = [v.files for v in self._videos.values() if v.files.dirty]
+        if everything or len(dirty) + len(self._unsynced) > 4:
+            if _syncfs(self.path):
+                for files in dirty:
+                    files.dirty = False
+                self._unsynced = []
+                return
+        for files in dirty:
+            files.sync()
         for paths in self._unsynced:
             for path in paths:
                 try:
@@ -683,8 +707,10 @@ class MemoryBank:
         if keep < 1:
             raise BankError(f'{self.path}: mark_consistent keep must be >= 1, got {keep}')
         videos = self.video_ids()
-        for vid in videos:  # 1. the recorded state is on disk (fsync covers all writers)
-            self._video(vid).files.sync(force=True)
+        if not _syncfs(self.path):  # 1. the recorded state is on disk, whoever wrote it
+            for vid in videos:
+                self._video(vid).files.sync(force=True)
+        self.flush()
         marker = self._journal.begin_mark(step)  # 2. garbage collection pauses
         try:
             record = []

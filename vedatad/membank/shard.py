@@ -37,6 +37,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import mmap
 import os
 import struct
 import weakref
@@ -83,6 +84,38 @@ def punch_hole(fd, offset, length):
             return False
         raise OSError(err, os.strerror(err))
     return True
+
+
+class _Mapping:
+    """A read-only shared mapping of a file, possibly longer than the file (the tail is
+    never touched: every access is checked against the file size first, so it cannot
+    fault). Reads through it copy chunk bytes with no system call."""
+
+    _libc = None
+
+    def __init__(self, fd, length):
+        libc = _Mapping._libc
+        if libc is None:
+            libc = ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                  ctypes.c_int, ctypes.c_int, ctypes.c_int64]
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            _Mapping._libc = libc
+        page = mmap.PAGESIZE
+        self.length = -(-length // page) * page
+        addr = libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        self.addr = addr
+        self.bytes = memoryview((ctypes.c_uint8 * self.length).from_address(addr)).cast('B')
+
+    def close(self):
+        if self.addr is not None:
+            self.bytes.release()  # views never outlive a read: nothing refers to the pages
+            _Mapping._libc.munmap(self.addr, self.length)
+            self.addr = None
 
 
 def pwritev_all(fd, buffers, offset, total):
@@ -151,6 +184,12 @@ class VideoFiles:
         self.punch_failed = False
         self._shard = None
         self._steps = None
+        self._map = None  # _Mapping of the shard, for reads
+        # Slots whose crc32c this process has checked. A slot's bytes never change once its
+        # entry points at it (writes append; garbage collection only frees unreferenced
+        # slots), so one check per slot and process is enough.
+        self._verified = set()
+        self.checks = self.check_hits = 0  # crc checks needed / spared (statistics)
         _OPEN_FILES.add(self)
 
     # ----- initial contents ------------------------------------------------------------------
@@ -199,9 +238,22 @@ class VideoFiles:
         return self._steps
 
     def _close_shard(self):
+        self._verified = set()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self._shard is not None:
             os.close(self._shard)
             self._shard = None
+
+    def _mapped(self, fd, size):
+        """The shard's mapping, covering at least ``size`` bytes (remapped as it grows)."""
+        if self._map is None or self._map.length < size:
+            if self._map is not None:
+                self._map.close()
+            self._map = None
+            self._map = _Mapping(fd, 2 * size + (64 << 20))
+        return self._map.bytes
 
     def close(self):
         self._close_shard()
@@ -211,6 +263,9 @@ class VideoFiles:
 
     def forget_descriptors(self):
         """In a forked child: close the inherited copies (the parent keeps its own)."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         for fd in (self._shard, self._steps):
             if fd is not None:
                 try:
@@ -280,42 +335,45 @@ class VideoFiles:
             'again, or re-extract this video.')
 
     def _read_slots(self, fd, file_size, ids, lo, raw, out):
-        """Read the slots that raw index entries [lo, ...) give for ``ids`` into ``out``;
+        """Copy the slots that raw index entries [lo, ...) give for ``ids`` into ``out``
+        (from the shard's mapping: no system call per chunk) and check their crc32c;
         returns None or what is wrong. (The hot path of training: kept lean.)"""
         entries = struct.unpack(f'<{len(raw) // 8}Q', raw)
-        slot = self.slot_bytes
-        rows = out.reshape(len(ids), -1).view(np.uint8)  # k, chunk_bytes
-        row_list = list(rows)
-        crcs = bytearray(CRC_BYTES * len(ids))
-        crc_view = memoryview(crcs)
-        pairs = sorted((entries[2 * (cid - lo)], entries[2 * (cid - lo) + 1], k)
-                       for k, cid in enumerate(ids))
+        slot, chunk = self.slot_bytes, self.chunk_bytes
         low, high = self.index_bytes, file_size - slot
-        bufs, start, after, stored = [], -1, -1, []
-        for off, nb, k in pairs:
+        mapped = self._mapped(fd, file_size)
+        verified = self._verified
+        flat = out.reshape(-1).view(np.uint8)
+        dst = memoryview(flat)
+        stored, pos = [], 0
+        for k, cid in enumerate(ids):
+            j = 2 * (cid - lo)
+            off, nb = entries[j], entries[j + 1]
             if off == EMPTY and nb == EMPTY:
-                out[k] = 0  # never written: the fill value
-                continue
-            if nb != slot or not low <= off <= high:
-                return (f'chunk {ids[k]} index entry (offset {off}, {nb} bytes) does not '
+                dst[pos:pos + chunk] = bytes(chunk)  # never written: the fill value
+            elif nb != slot or not low <= off <= high:
+                return (f'chunk {cid} index entry (offset {off}, {nb} bytes) does not '
                         f'point at a {slot}-byte slot inside the file ({file_size} bytes)')
-            if off != after or len(bufs) >= IOV_MAX:  # not adjacent: one more preadv
-                if bufs and os.preadv(fd, bufs, start) != after - start:
-                    return f'short read at offset {start}'
-                bufs, start = [], off
-            bufs += (row_list[k], crc_view[CRC_BYTES * k:CRC_BYTES * k + CRC_BYTES])
-            after = off + slot
-            stored.append(k)
-        if bufs and os.preadv(fd, bufs, start) != after - start:
-            return f'short read at offset {start}'
-        readable = rows.view()
+            else:
+                dst[pos:pos + chunk] = mapped[off:off + chunk]
+                if off not in verified:
+                    stored.append((k, off, int.from_bytes(mapped[off + chunk:off + slot],
+                                                          'little')))
+            pos += chunk
+        dst.release()
+        self.checks += len(stored)
+        self.check_hits += len(ids) - len(stored)
+        if not stored:
+            return None
+        readable = flat.reshape(len(ids), chunk)
         readable.flags.writeable = False  # google_crc32c wants a read-only buffer
-        readable = list(readable)
-        expect = struct.unpack(f'<{len(ids)}I', crcs)
         value = google_crc32c.value
-        for k in stored:
-            if value(readable[k]) != expect[k]:
+        for k, off, crc in stored:
+            if value(readable[k]) != crc:
                 return f'chunk {ids[k]} fails its crc32c checksum'
+        if len(verified) > 8 * self.num_chunks + 64:
+            verified.clear()  # bounded: offsets of superseded slots pile up otherwise
+        verified.update(off for _, off, _ in stored)
         return None
 
     def read_steps(self, first, stop):
@@ -341,7 +399,8 @@ class VideoFiles:
         readable.flags.writeable = False
         bufs = []
         for j in range(k):
-            bufs += (flat[j], struct.pack('<I', google_crc32c.value(readable[j])))
+            row = readable[j]
+            bufs += (row, struct.pack('<I', google_crc32c.value(row)))
         while True:
             fd = self._shard
             if fd is None:
