@@ -355,3 +355,23 @@ def test_ctrl_c_stops_with_one_line_and_the_same_command_resumes(tmp_path, repo_
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f'{6 - complete} videos extracted, {complete} already complete' in rerun.stdout
+
+
+@pytest.mark.parametrize('fps, frames, durations, match', [
+    (0.0, 50, {}, 'frame rate 0.0 is not a positive number'),
+    (float('nan'), 50, {}, 'frame rate nan is not a positive number'),
+    (-2.0, 50, {}, 'frame rate -2.0'),
+    (15.0, 1, {}, 'decodes to 1 frames, fewer than extract.min_frames=2'),
+    (15.0, 40, {'v': 10.0}, 'promises 150'),
+])
+def test_clip_source_refuses_readers_that_cannot_make_a_complete_video(fps, frames,
+                                                                         durations, match):
+    from types import SimpleNamespace
+
+    from vedatad.data.clip_source import ClipSegments, VideoCheckError
+    source = ClipSegments([], '.', 32, min_frames=2, durations=durations,
+                          min_frames_fraction=0.8)
+    reader = SimpleNamespace(fps=fps, num_frames=frames)
+    with pytest.raises(VideoCheckError, match=match):
+        source.check_reader(reader, 'v', 'videos/v.mp4')
+    source.check_reader(SimpleNamespace(fps=15.0, num_frames=130), 'v', 'videos/v.mp4')

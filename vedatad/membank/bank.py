@@ -581,6 +581,8 @@ class MemoryBank:
         (len, rows_per_chunk, C), numpy or torch. Rows of the last chunk past the video end
         are dropped. Returns True when written, False when skipped by a frozen bank.
         On return the chunks are visible to every process; ``flush()`` makes them durable.
+        One thread at a time writes through a handle (features are converted in a reused
+        buffer); reads may come from several threads and processes.
         """
         if self.mode != 'r+':
             self._check_writable(video_id, allow_frozen=True)

@@ -185,6 +185,7 @@ class VideoFiles:
         self._shard = None
         self._steps = None
         self._map = None  # _Mapping of the shard, for reads
+        self._retired = []  # earlier mappings (the file grew), unmapped by close()
         # Slots whose crc32c this process has checked. A slot's bytes never change once its
         # entry points at it (writes append; garbage collection only frees unreferenced
         # slots), so one check per slot and process is enough.
@@ -239,33 +240,44 @@ class VideoFiles:
 
     def _close_shard(self):
         self._verified = set()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        self._retire_map()
         if self._shard is not None:
             os.close(self._shard)
             self._shard = None
 
+    def _retire_map(self):
+        """Stop using the current mapping. It is unmapped only by close(): another thread
+        of this process may still be copying from it."""
+        if self._map is not None:
+            self._retired.append(self._map)
+            self._map = None
+
+    def _unmap_all(self):
+        for mapping in self._retired + ([self._map] if self._map is not None else []):
+            try:
+                mapping.close()
+            except BufferError:  # still in use by another thread: leave it mapped
+                pass
+        self._map, self._retired = None, []
+
     def _mapped(self, fd, size):
         """The shard's mapping, covering at least ``size`` bytes (remapped as it grows)."""
         if self._map is None or self._map.length < size:
-            if self._map is not None:
-                self._map.close()
-            self._map = None
+            self._retire_map()
             self._map = _Mapping(fd, 2 * size + (64 << 20))
         return self._map.bytes
 
     def close(self):
         self._close_shard()
+        self._unmap_all()
         if self._steps is not None:
             os.close(self._steps)
             self._steps = None
 
     def forget_descriptors(self):
-        """In a forked child: close the inherited copies (the parent keeps its own)."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        """In a forked child (one thread): drop the inherited mappings and descriptors (the
+        parent keeps its own)."""
+        self._unmap_all()
         for fd in (self._shard, self._steps):
             if fd is not None:
                 try:
