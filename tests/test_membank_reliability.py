@@ -202,3 +202,15 @@ def test_storage_layer_imports_no_upper_layer():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
     assert out.stdout.strip() == '[]'
+
+
+def test_reads_without_file_mappings_give_the_same_chunks(bank, monkeypatch):
+    """Filesystems that cannot map files are read with pread: same results, same checks."""
+    import vedatad.membank.shard as shard
+    mapped = MemoryBank.open(bank.path).read_chunks('v', [4, 0, 2], with_steps=True)
+    monkeypatch.setattr(shard.VideoFiles, 'can_map', False)
+    fresh = MemoryBank.open(bank.path)
+    got = fresh.read_chunks('v', [4, 0, 2], with_steps=True)
+    np.testing.assert_array_equal(got[0], mapped[0])
+    assert got[1].tolist() == mapped[1].tolist() == [0, 0, 0]
+    assert fresh._video('v').files._map is None

@@ -7,6 +7,7 @@ it) and a live one is refused with its name. The ranks of one distributed job sh
 lock: rank 0 takes it, the others check that it names their job id. Training never takes
 it (it writes a working copy of the bank), and ``MemoryBank.copy`` does not copy it.
 """
+import errno
 import fcntl
 import json
 import os
@@ -64,6 +65,13 @@ class BankLock:
                     f'{self.bank_path}: another job is writing this bank: '
                     f'{_describe(read_holder(self.bank_path))}. Wait for it to finish (or '
                     'stop it), or use another bank path.') from None
+            except OSError as err:  # a filesystem without locks: the file still names us
+                if err.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP,
+                                     errno.EINVAL):
+                    os.close(fd)
+                    raise
+                warnings.warn(f'{self.bank_path}: this filesystem cannot lock files; make sure '
+                              'no other job writes this bank', stacklevel=2)
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
@@ -96,7 +104,10 @@ class BankLock:
             self._write(self._fd, dict(self.info, released=True))
         except OSError:
             pass
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
         os.close(self._fd)
         self._fd = None
 

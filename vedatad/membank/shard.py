@@ -40,6 +40,7 @@ import fcntl
 import mmap
 import os
 import struct
+import warnings
 import weakref
 
 import google_crc32c
@@ -86,6 +87,16 @@ def punch_hole(fd, offset, length):
     return True
 
 
+class _PreadBytes:
+    """file[a:b] through pread, where a file cannot be mapped."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __getitem__(self, span):
+        return os.pread(self.fd, span.stop - span.start, span.start)
+
+
 class _Mapping:
     """A read-only shared mapping of a file, possibly longer than the file (the tail is
     never touched: every access is checked against the file size first, so it cannot
@@ -116,6 +127,23 @@ class _Mapping:
             self.bytes.release()  # views never outlive a read: nothing refers to the pages
             _Mapping._libc.munmap(self.addr, self.length)
             self.addr = None
+
+
+_LOCKS_UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
+_lock_warning = []
+
+
+def flock(fd, operation):
+    """fcntl.flock, or nothing (with one warning) on filesystems without locks."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as err:
+        if err.errno not in _LOCKS_UNSUPPORTED:
+            raise
+        if not _lock_warning:
+            _lock_warning.append(True)
+            warnings.warn('this filesystem does not support file locks: only one process may '
+                          'write each video of a memory bank at a time', stacklevel=3)
 
 
 def pwritev_all(fd, buffers, offset, total):
@@ -166,6 +194,7 @@ class VideoFiles:
     """The shard and steps files of one video, with descriptors kept open."""
 
     can_punch = True  # cleared (with a warning by the bank) on filesystems without it
+    can_map = True    # cleared where mmap fails
 
     def __init__(self, bank_path, video_id, num_chunks, rows_per_chunk, feat_dim, dtype,
                  writable):
@@ -261,11 +290,16 @@ class VideoFiles:
         self._map, self._retired = None, []
 
     def _mapped(self, fd, size):
-        """The shard's mapping, covering at least ``size`` bytes (remapped as it grows)."""
+        """The shard's mapping, covering at least ``size`` bytes (remapped as it grows);
+        None on filesystems that cannot map files (reads then use pread)."""
         if self._map is None or self._map.length < size:
             self._retire_map()
-            self._map = _Mapping(fd, 2 * size + (64 << 20))
-        return self._map.bytes
+            if VideoFiles.can_map:
+                try:
+                    self._map = _Mapping(fd, 2 * size + (64 << 20))
+                except OSError:
+                    VideoFiles.can_map = False
+        return self._map.bytes if self._map is not None else _PreadBytes(fd)
 
     def close(self):
         self._close_shard()
@@ -321,7 +355,7 @@ class VideoFiles:
                 return
             locked = changed >= OPTIMISTIC_READS  # writers keep replacing these chunks
             if locked:
-                fcntl.flock(fd, fcntl.LOCK_SH)  # excludes writers and garbage collection
+                flock(fd, fcntl.LOCK_SH)  # excludes writers and garbage collection
             try:
                 raw = self._raw_entries(fd, lo, hi)
                 if raw is None:
@@ -333,7 +367,7 @@ class VideoFiles:
                         continue
             finally:
                 if locked:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    flock(fd, fcntl.LOCK_UN)
             if problem is None:
                 return
             if reopened:
@@ -417,7 +451,7 @@ class VideoFiles:
             fd = self._shard
             if fd is None:
                 fd, _ = self.shard()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            flock(fd, fcntl.LOCK_EX)
             try:
                 st = os.fstat(fd)
                 if not st.st_nlink:  # replaced (e.g. rewritten by zarr): reopen
@@ -429,7 +463,7 @@ class VideoFiles:
                 return
             finally:
                 if self._shard == fd:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    flock(fd, fcntl.LOCK_UN)
 
     def _append_and_point(self, fd, end, ids, bufs, steps):
         k = len(ids)
@@ -499,11 +533,11 @@ class VideoFiles:
         if not self.writable:
             return None
         fd, _ = self.shard()
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        flock(fd, fcntl.LOCK_EX)
         try:
             return self.collect_garbage(fd, kept_by_journals)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            flock(fd, fcntl.LOCK_UN)
 
     # ----- whole-video state (journal snapshots, rollback, copies) ---------------------------
     def snapshot(self):
@@ -513,7 +547,7 @@ class VideoFiles:
         if fd is None:
             return (np.full((self.num_chunks, 2), EMPTY, np.uint64),
                     self.read_steps(0, self.num_chunks))
-        fcntl.flock(fd, fcntl.LOCK_EX if self.writable else fcntl.LOCK_SH)
+        flock(fd, fcntl.LOCK_EX if self.writable else fcntl.LOCK_SH)
         try:
             entries = self._entries(fd, 0, self.num_chunks)
             if entries is None:
@@ -521,12 +555,12 @@ class VideoFiles:
                                        'its index')
             return entries.astype(np.uint64), self.read_steps(0, self.num_chunks)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            flock(fd, fcntl.LOCK_UN)
 
     def restore(self, entries, steps):
         """Point every chunk back at ``entries`` and set ``steps`` (rollback)."""
         fd, _ = self.shard()
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        flock(fd, fcntl.LOCK_EX)
         try:
             size = os.fstat(fd).st_size
             stored = entries[:, 0] != EMPTY
@@ -541,7 +575,7 @@ class VideoFiles:
                     from err
             self.dirty = True
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            flock(fd, fcntl.LOCK_UN)
 
     def sync(self, force=False):
         """fsync both files if this process wrote them since the last sync (``force``:
