@@ -323,7 +323,7 @@ def test_a_second_job_on_the_same_bank_is_refused_and_a_dead_ones_lock_taken_ove
 
 def test_ctrl_c_stops_with_one_line_and_the_same_command_resumes(tmp_path, repo_root):
     root = tmp_path / 'long'
-    make_synthetic_videos(root, num_videos=6, seconds=6, size=48, num_classes=2, seed=2)
+    make_synthetic_videos(root, num_videos=6, seconds=6, size=64, num_classes=2, seed=2)
     cfg = Config(dict(
         data=dict(root=str(root / 'videos'), ann_file=str(root / 'annotations.json'), fps=15,
                   crop_size=48),

@@ -22,10 +22,12 @@ Writes never touch bytes a reader may be using. Order of operations of one write
 
 A crash before 3 leaves the old chunks (and unreferenced bytes that garbage collection
 frees), between 3 and 4 new features with the older step (staleness over-estimated, never
-wrong features). A reader reads the index entries, the slots, then the entries again, and
-rereads any chunk whose entry changed meanwhile; every slot is checked against its crc32c,
-so stale or damaged bytes (NFS caches, a machine crash before ``flush``) raise
-``BankCorruptError`` instead of reaching training.
+wrong features). A reader reads the index entries, copies the slots out of a shared mapping
+of the shard (no system call per chunk; pread where files cannot be mapped), then reads the
+entries again and rereads any chunk whose entry changed meanwhile. Every slot is checked
+against its crc32c the first time a reader handle meets it (a slot never changes while an
+entry points at it), so stale or damaged bytes (NFS caches, a machine crash before
+``flush``) raise ``BankCorruptError`` instead of reaching training.
 
 Superseded slots are garbage: once about one video's worth has been appended, the writer
 punches holes over every slot that no index entry and no journal snapshot
@@ -170,13 +172,6 @@ def pwritev_all(fd, buffers, offset, total):
             views[0] = views[0][n:]
             n = 0
     return pos - offset
-
-
-def crc32c(array_bytes):
-    """crc32c of a uint8 array (zarr's ``crc32c`` codec)."""
-    view = array_bytes.view()
-    view.flags.writeable = False  # google_crc32c wants a read-only buffer
-    return google_crc32c.value(view)
 
 
 def _runs(sorted_ids):
