@@ -214,3 +214,13 @@ def test_reads_without_file_mappings_give_the_same_chunks(bank, monkeypatch):
     np.testing.assert_array_equal(got[0], mapped[0])
     assert got[1].tolist() == mapped[1].tolist() == [0, 0, 0]
     assert fresh._video('v').files._map is None
+
+
+def test_leftovers_of_an_interrupted_add_video_of_another_length_are_named(bank):
+    bank.add_video('w', 64)  # 2 chunks
+    (bank.path / 'feats/w/zarr.json').unlink()  # as if interrupted before the last file
+    fresh = MemoryBank.open(bank.path, 'r+')
+    with pytest.raises(BankError, match=r'video w: files left from an interrupted add_video'):
+        fresh.add_video('w', 32 * 5)
+    fresh.add_video('w', 64)  # the same length: the leftovers are simply reused
+    assert fresh.num_chunks('w') == 2 and not fresh.read_chunks('w', [0, 1]).any()

@@ -405,16 +405,22 @@ class MemoryBank:
         chunks = math.ceil(rows / self.rows_per_chunk)
         files = self._files(video_id, chunks)
         where = f'{self.path}: video {video_id}'
+        leftover = BankError(f'{where}: files left from an interrupted add_video of another '
+                             'length; delete feats/ and steps/ of this video and run again')
         try:
-            publish_new_file(self.path / 'steps' / video_id / 'zarr.json',
-                             json.dumps(_steps_meta(chunks)).encode(), durable=False)
+            steps_meta = self.path / 'steps' / video_id / 'zarr.json'
+            if not publish_new_file(steps_meta, json.dumps(_steps_meta(chunks)).encode(),
+                                    durable=False):
+                try:
+                    if json.loads(steps_meta.read_text())['shape'] != [chunks]:
+                        raise leftover
+                except (ValueError, KeyError):
+                    raise leftover from None
             for path, initial in ((files.steps_path, files.empty_steps()),
                                   (files.shard_path, files.empty_shard())):
                 if not publish_new_file(path, initial, durable=False) \
                         and os.path.getsize(path) < len(initial):
-                    raise BankError(f'{where}: {path} is left from an interrupted add_video '
-                                    'of another length; delete feats/ and steps/ of this '
-                                    'video and run again')
+                    raise leftover
             meta = _feats_meta(rows, chunks, self.rows_per_chunk, self.feat_dim,
                                self.dtype.name, num_frames, False)
             # last: its presence means the video exists
