@@ -375,3 +375,11 @@ def test_clip_source_refuses_readers_that_cannot_make_a_complete_video(fps, fram
     with pytest.raises(VideoCheckError, match=match):
         source.check_reader(reader, 'v', 'videos/v.mp4')
     source.check_reader(SimpleNamespace(fps=15.0, num_frames=130), 'v', 'videos/v.mp4')
+
+
+@pytest.mark.parametrize('path', sorted(Path(__file__).resolve().parents[1].joinpath(
+    'configs/extract').glob('*.py')), ids=lambda p: p.stem)
+def test_shipped_extraction_configs_pass_the_strict_checks(path):
+    from vedatad.engine.extract import read_config
+    data, backbone, bank, ext = read_config(Config.fromfile(str(path)))
+    assert data['crop_size'] and bank['path'] and backbone['type'] == 'VideoSwin'
