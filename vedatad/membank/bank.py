@@ -44,7 +44,7 @@ from ..utils.io import AtomicWriteError, atomic_write_json, fsync_dir, publish_n
 from .errors import (BankCorruptError, BankError, BankFullError, BankLockedError,
                      BankReadOnlyError)
 from .journal import Journal
-from .lock import LOCK_FILE, read_holder
+from .lock import read_holder
 from .settings import format_differences, settings_differences, settings_from_config
 from .shard import EMPTY, VideoFiles
 
