@@ -16,8 +16,8 @@ import torch
 from mmengine.config import Config
 
 from vedatad.data.synthetic_videos import make_synthetic_videos
-from vedatad.membank.clip_source import ClipSegments
-from vedatad.membank.extract import extract_features
+from vedatad.data.clip_source import ClipSegments
+from vedatad.engine.extract import extract_features
 from vedatad.models import build_backbone
 
 

@@ -55,3 +55,25 @@ def reader(path, video, chunk, deadline_s, result_queue):
             torn += 1
         seen.add(float(values[0]))
     result_queue.put((os.getpid(), reads, torn, len(seen)))
+
+
+def hold_lock(path, held, release):
+    """Take the bank's writer lock, say so, and keep it until ``release`` is set."""
+    from vedatad.membank import BankLock
+    lock = BankLock(path, command='membank_workers.hold_lock').acquire()
+    held.set()
+    release.wait(120)
+    lock.release()
+
+
+def copy_bank(src, dst, barrier, results):
+    """Copy a bank as soon as every copier is ready; report what happened."""
+    from vedatad.membank import BankError
+    barrier.wait(60)
+    try:
+        bank = MemoryBank.copy(src, dst)
+        results.put(('ok', bank.video_ids()))
+    except BankError as err:
+        results.put(('BankError', str(err)))
+    except Exception as err:  # noqa: BLE001 - the test wants to see anything else
+        results.put((type(err).__name__, str(err)))

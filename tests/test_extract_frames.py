@@ -120,3 +120,106 @@ def test_transform_videos_caps_frames_and_resumes(repo_root, video_fixture_dir, 
     assert short.num_frames == 3 and short.fps == pytest.approx(30)  # short video untouched
     assert tool.main(args) == 0
     assert '0 done, 2 already complete' in capsys.readouterr().out
+
+
+# ----- broken videos: built here from fixture copies --------------------------------------
+@pytest.fixture
+def broken_videos(video_fixture_dir, tmp_path):
+    """good.mp4, garbled.mp4 (bytes overwritten in the middle), truncated.mp4 (the second
+    half cut off a copy whose index is at the start), audio_only.m4a, cut.avi (halved)."""
+    from vedatad.data.ffmpeg import find_ffmpeg
+    folder = tmp_path / 'broken'
+    folder.mkdir()
+    src = video_fixture_dir / 'mmaction2_demo_28fps.mp4'  # 280 frames, 28 fps, 10 s
+    (folder / 'good.mp4').write_bytes(src.read_bytes())
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    for i in range(mid, mid + 20000, 7):
+        data[i] ^= 0x5A
+    (folder / 'garbled.mp4').write_bytes(bytes(data))
+    exe = find_ffmpeg()
+    fast = tmp_path / 'faststart.mp4'
+    subprocess.run([exe, '-hide_banner', '-loglevel', 'error', '-i', str(src), '-c', 'copy',
+                    '-movflags', '+faststart', str(fast)], check=True)
+    whole = fast.read_bytes()
+    (folder / 'truncated.mp4').write_bytes(whole[:len(whole) // 2])
+    subprocess.run([exe, '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i',
+                    'sine=frequency=440:duration=2', '-c:a', 'aac',
+                    str(folder / 'audio_only.m4a')], check=True)
+    avi = (video_fixture_dir / 'mmaction2_test_xvid_mp3.avi').read_bytes()
+    (folder / 'cut.avi').write_bytes(avi[:len(avi) // 2])
+    return folder
+
+
+def test_garbled_video_fails_with_its_decode_errors(broken_videos, tmp_path):
+    with pytest.raises(FFmpegError) as err:
+        extract_frames(broken_videos / 'garbled.mp4', tmp_path / 'g', fps=15, size=(32, 24))
+    msg = str(err.value)
+    assert 'garbled.mp4' in msg and 'decode errors (first: [h264' in msg
+    assert 'Not marked complete' in msg
+    assert not (tmp_path / 'g' / META_FILE).exists()
+    # accepted when asked for, with the counts on record
+    meta = extract_frames(broken_videos / 'garbled.mp4', tmp_path / 'g', fps=15, size=(32, 24),
+                          max_decode_errors=1000)
+    assert meta['decode_errors'] > 0 and meta['decode_error_sample'][0].startswith('[h264')
+    assert meta['expected_frames'] == 150
+
+
+def test_truncated_video_fails_with_its_frame_shortfall(broken_videos, tmp_path):
+    info = probe_video(broken_videos / 'truncated.mp4')
+    assert info.truncated and info.container_duration == pytest.approx(10.0)
+    assert info.expected_frames() == 280 and info.expected_frames(15) == 150
+    assert info.num_frames < 150  # packets present in the file
+    with pytest.raises(FFmpegError) as err:
+        extract_frames(broken_videos / 'truncated.mp4', tmp_path / 't', size=(32, 24),
+                       max_decode_errors=100)
+    msg = str(err.value)
+    assert 'of 280 expected frames decoded' in msg and '(the file is truncated)' in msg
+    good = probe_video(broken_videos / 'good.mp4')
+    assert not good.truncated and good.expected_frames() == 280
+
+
+def test_audio_only_file_says_it_has_no_video_stream(broken_videos, tmp_path):
+    with pytest.raises(FFmpegError) as err:
+        extract_frames(broken_videos / 'audio_only.m4a', tmp_path / 'a')
+    msg = str(err.value)
+    assert 'audio_only.m4a: has no video stream' in msg and 'audio (aac)' in msg
+
+
+def test_tool_summary_lists_every_video_with_counts(repo_root, broken_videos, tmp_path,
+                                                    capsys):
+    tool = load_tool(repo_root, 'tools/data/extract_frames.py')
+    (broken_videos / 'audio_only.mp4').write_bytes((broken_videos / 'audio_only.m4a')
+                                                   .read_bytes())  # listed as a video
+    args = [str(broken_videos), str(tmp_path / 'frames'), '--fps', '15', '--size', '32x24',
+            '--no-progress']
+    assert tool.main(args) == 1
+    report = capsys.readouterr().out
+    lines = report.splitlines()
+    assert lines[0] == '1 done, 0 already complete, 4 failed, 0 with warnings'
+    assert 'ok good.mp4: 150 frames (150 expected)' in lines
+    assert any(l.startswith('FAILED garbled.mp4:') and 'decode errors' in l for l in lines)
+    assert any(l.startswith('FAILED truncated.mp4:') and 'expected frames decoded' in l
+               for l in lines)
+    assert any(l.startswith('FAILED cut.avi:') and 'decode errors' in l for l in lines)
+    assert any(l.startswith('FAILED audio_only.mp4:') and 'no video stream' in l
+               for l in lines)
+    # a threshold high enough accepts the garbled file, reported as a warning with counts
+    assert tool.main(args + ['--max-decode-errors', '1000']) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == '2 done, 1 already complete, 2 failed, 2 with warnings', lines
+    assert 'ok good.mp4 (done earlier): 150 frames (150 expected)' in lines
+    assert any(l.startswith('WARN garbled.mp4: ') and 'decode errors (first: [h264' in l
+               for l in lines)
+    assert any(l.startswith('WARN cut.avi: ') and 'decode errors (first: [mpeg4' in l
+               for l in lines)
+    assert any(l.startswith('FAILED truncated.mp4:') and 'expected frames decoded' in l
+               for l in lines)  # missing frames still fail
+
+
+def test_videos_sharing_a_name_are_refused(tmp_path, video_fixture_dir):
+    from vedatad.data.video_jobs import list_videos
+    (tmp_path / 'a.mp4').write_bytes(b'x')
+    (tmp_path / 'a.avi').write_bytes(b'x')
+    with pytest.raises(ValueError, match='a.avi and a.mp4'):
+        list_videos(tmp_path)

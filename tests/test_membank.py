@@ -35,16 +35,22 @@ def test_group_attributes_and_layout(bank):
     meta = json.loads((bank.path / 'zarr.json').read_text())
     attrs = meta['attributes']
     assert meta['zarr_format'] == 3
-    assert attrs['format'] == 'vedatad.membank' and attrs['format_version'] == 1
+    assert attrs['format'] == 'vedatad.membank' and attrs['format_version'] == 2
     assert attrs['feat_dim'] == C and attrs['backbone'] == 'VideoSwin-demo'
     assert (attrs['frames_per_row'], attrs['frames_per_chunk'], attrs['dtype']) == \
         (2, 32, 'float16')
     assert attrs['config'] == {'crop': [112, 112], 'weights': None}
-    arr = zarr.open_array(bank.path / 'feats' / 'vid_a', mode='r')
+    group = zarr.open_group(bank.path, mode='r')  # zarr itself sees the group and arrays
+    arr = group['feats/vid_a']
     assert arr.shape == (50, C) and arr.chunks == (16, C) and arr.dtype == np.float16
-    steps = zarr.open_array(bank.path / 'steps' / 'vid_a', mode='r')
+    assert arr.shards == (64, C)  # all chunks of a video in one shard file
+    steps = group['steps/vid_a']
     assert steps.shape == (4,) and (steps[:] == -1).all()
     assert bank.num_chunks('vid_a') == 4 and bank.num_frames('vid_a') == 100
+    files = sorted(str(p.relative_to(bank.path)) for p in bank.path.rglob('*') if p.is_file())
+    assert files == ['feats/vid_a/c/0/0', 'feats/vid_a/zarr.json', 'feats/zarr.json',
+                     'steps/vid_a/c/0', 'steps/vid_a/zarr.json', 'steps/zarr.json',
+                     'zarr.json']
 
 
 def test_read_chunks_returns_stored_dtype_in_request_order(bank):
@@ -76,26 +82,29 @@ def test_roundtrip_partial_last_chunk_and_zero_padding(bank):
 
 
 def test_bank_reads_what_zarr_writes(bank):
+    before = bank.read_window('vid_a', 0, 4)  # descriptors now open on the old files
     arr = zarr.open_array(bank.path / 'feats/vid_a', mode='r+')
     values = _feats(4, seed=3)[:50].astype(np.float16)
-    arr[:] = values
+    arr[:] = values  # zarr rewrites the shard (a new file renamed into place)
+    assert not before.any()
     np.testing.assert_array_equal(bank.read_window('vid_a', 0, 4)[:50], values)
+    zarr.open_array(bank.path / 'steps/vid_a', mode='r+')[:] = [3, 4, 5, 6]
+    assert bank.read_steps('vid_a', 0, 5).tolist() == [3, 4, 5, 6, -1]
+    # and the bank keeps writing into what zarr wrote
+    bank.write_chunks('vid_a', [1], np.ones((16, C), np.float32), step=9)
+    np.testing.assert_array_equal(arr[16:32], np.ones((16, C), np.float16))
+    np.testing.assert_array_equal(arr[:16], values[:16])
 
 
-def test_generic_zarr_path_gives_the_same_results(tmp_path, monkeypatch):
-    """Arrays of another layout go through zarr's API: same behaviour."""
-    import vedatad.membank.bank as bank_module
-    results = []
-    for plain in (True, False):
-        if not plain:
-            monkeypatch.setattr(bank_module.ChunkFiles, 'for_array', lambda *a: None)
-        b = MemoryBank.create(tmp_path / f'bank_{plain}', feat_dim=C, backbone='t')
-        b.add_video('v', 100)
-        b.write_chunks('v', [3, 0], _feats(2, seed=4), step=5)
-        results.append((b.read_window('v', 0, 6), b.read_steps('v', 0, 6)))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
-    assert results[0][1].tolist() == [5, -1, -1, 5, -1, -1]
+def test_zarr_reads_what_the_bank_writes_including_rewrites(bank):
+    first, second = _feats(4, seed=1), _feats(2, seed=2)
+    bank.write_chunks('vid_a', [0, 1, 2, 3], first, step=0)
+    bank.write_chunks('vid_a', [3, 1], second, step=4)  # appended, index repointed
+    expect = first.astype(np.float16)
+    expect[16:32], expect[48:64] = second[16:32], second[:16]
+    arr = zarr.open_array(bank.path / 'feats/vid_a', mode='r')
+    np.testing.assert_array_equal(arr[:], expect[:50])
+    assert zarr.open_array(bank.path / 'steps/vid_a', mode='r')[:].tolist() == [0, 4, 0, 4]
 
 
 def test_write_order_steps_and_staleness(bank):

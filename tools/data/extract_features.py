@@ -4,14 +4,19 @@
     torchrun --nproc_per_node 4 tools/data/extract_features.py --config CONFIG
     python tools/data/extract_features.py --config CONFIG --export-npy data/feats/swin_t
 
-Exit status 1 when any video failed (their names are listed).
+Exit status 1 when any video failed (their names are listed), 2 when the job was refused
+(bad config, a bank made with other settings, a bank another job is writing), 130 on
+Ctrl-C (what is complete is kept; the same command resumes).
 """
 import argparse
 import sys
 
 from mmengine.config import Config, DictAction
 
-from vedatad.membank.extract import dist_info, extract_features, format_summary
+from vedatad.engine.extract import (ExtractionInterrupted, dist_info, extract_features,
+                                    format_summary)
+from vedatad.membank import BankError
+from vedatad.utils.config_keys import ConfigKeyError
 
 
 def parse_args(argv=None):
@@ -27,10 +32,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    summary = extract_features(cfg, export_npy=args.export_npy,
-                               progress=not args.no_progress)
+    try:
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options)
+        summary = extract_features(cfg, export_npy=args.export_npy,
+                                   progress=not args.no_progress)
+    except ExtractionInterrupted as err:
+        print(err, file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        print('interrupted before any video was processed; run the same command again',
+              file=sys.stderr, flush=True)
+        return 130
+    except (BankError, ConfigKeyError) as err:
+        print(f'error: {err}', file=sys.stderr, flush=True)
+        return 2
     rank = dist_info()[0]
     print(format_summary(summary, rank), flush=True)
     return 1 if summary.failed else 0

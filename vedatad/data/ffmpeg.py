@@ -1,9 +1,17 @@
 """ffmpeg helpers: locate the binary, probe a video stream, extract frames to a folder.
 
 There is no ffprobe here (imageio-ffmpeg ships ffmpeg only), so a stream is probed with
-``ffmpeg -i FILE -map 0:V:0 -c copy -f framecrc -``: the stream header (codec, size,
-rotation) comes from stderr and one line per packet (timestamp, duration) from stdout.
-Copying packets decodes nothing, so this is fast even for long videos.
+``ffmpeg -i FILE -map 0:V:0 -map 0:a? -c copy -f framecrc -``: the stream header (codec,
+size, rotation, the container's duration) comes from stderr and one line per packet
+(timestamp, duration) from stdout. Copying packets decodes nothing, so this is fast even
+for long videos. A file whose streams all end well before the duration its container
+declares (or that ffmpeg calls a "partial file") is truncated: its expected frame count
+comes from the declared duration, otherwise from the video packets.
+
+Frame extraction counts what ffmpeg decodes: errors it reports while decoding (garbled
+data, a cut-off file) and frames missing against the expected count fail the video beyond
+the thresholds (``max_decode_errors``, ``max_missing``), and are recorded in ``meta.json``
+below them, so a broken video is never stored as a complete one without a word.
 
 The frame rate is the *average* rate ``frames / stream time span``. ``r_frame_rate``
 (what ffmpeg prints as ``tbr``) is never used: for phone videos it is the 90 kHz timebase.
@@ -53,12 +61,42 @@ class VideoInfo:
     num_frames: int
     fps: float  # average frame rate: num_frames / duration
     duration: float  # seconds: num_frames / fps
+    container_duration: float | None = None  # what the container declares (None: unknown)
+    truncated: bool = False  # the file ends before the container's declared duration
+
+    def expected_frames(self, fps=None):
+        """Frames a complete decode yields: at the source rate (``fps`` None) or resampled
+        to ``fps``. A truncated file is judged by its declared duration."""
+        seconds = self.container_duration if self.truncated else self.duration
+        if fps is None:
+            return self.num_frames if not self.truncated else round(seconds * self.fps)
+        return round(seconds * fps)
 
 
 _STREAM_RE = re.compile(r'Stream #\d+:\d+.*?: Video: (\w+)(?P<rest>.*)')
 _SIZE_RE = re.compile(r', (\d{1,5})x(\d{1,5})')
 _ROTATION_RE = re.compile(r'rotation of (-?\d+(?:\.\d+)?) degrees')
 _FPS_RE = re.compile(r', (\d+(?:\.\d+)?) fps')
+_DURATION_RE = re.compile(r'Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)')
+_ANY_STREAM_RE = re.compile(r'Stream #\d+:\d+.*?: (\w+): (\w+)')
+
+
+def _container_duration(stderr):
+    match = _DURATION_RE.search(stderr)
+    if not match:
+        return None  # 'Duration: N/A'
+    h, m, sec = match.groups()
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def _no_video_stream_error(path, stderr):
+    """FFmpegError saying in words that the file has no video stream, or None."""
+    if "matches no streams" not in stderr and "Failed to set value '0:V:0'" not in stderr:
+        return None
+    kinds = [f'{kind.lower()} ({codec})' for kind, codec in _ANY_STREAM_RE.findall(stderr)]
+    found = ', '.join(kinds) if kinds else 'no streams at all'
+    return FFmpegError(f'{path}: has no video stream (the file holds {found}); it is not a '
+                       'video, or its video track is missing')
 
 
 def _parse_header(stderr: str, path):
@@ -86,21 +124,22 @@ def _parse_header(stderr: str, path):
 
 
 def _parse_packets(framecrc: str):
-    """(number of packets, time span in seconds) from framecrc text."""
-    time_base = None
-    starts, ends = [], []
+    """{output stream index: (packets, first time, end time)} in seconds, from framecrc
+    text (stream 0 is the video stream)."""
+    time_bases, spans = {}, {}
     for line in framecrc.splitlines():
-        if line.startswith('#tb 0:'):
-            time_base = Fraction(line.split(':', 1)[1].strip())
+        if line.startswith('#tb '):
+            index, base = line[4:].split(':', 1)
+            time_bases[int(index)] = Fraction(base.strip())
         elif line and not line.startswith('#'):
             fields = [f.strip() for f in line.split(',')]
-            dts, pts, dur = int(fields[1]), int(fields[2]), int(fields[3])
+            index, dts, pts, dur = (int(fields[0]), int(fields[1]), int(fields[2]),
+                                    int(fields[3]))
             ts = dts if pts == NOPTS else pts  # AVI packets often carry no pts
-            starts.append(ts)
-            ends.append(ts + max(dur, 0))
-    if not starts or time_base is None:
-        return 0, 0.0
-    return len(starts), float((max(ends) - min(starts)) * time_base)
+            count, first, end = spans.get(index, (0, ts, ts))
+            spans[index] = (count + 1, min(first, ts), max(end, ts + max(dur, 0)))
+    return {i: (n, float(a * time_bases[i]), float(b * time_bases[i]))
+            for i, (n, a, b) in spans.items() if i in time_bases}
 
 
 def _average_fps(num_frames, span, printed_fps):
@@ -126,21 +165,30 @@ def probe_video(path, ffmpeg=None) -> VideoInfo:
     if not os.path.isfile(path):
         raise FFmpegError(f'{path}: no such video file')
     cmd = [ffmpeg or find_ffmpeg(), '-hide_banner', '-nostdin', '-i', path,
-           '-map', '0:V:0', '-c', 'copy', '-f', 'framecrc', '-']
+           '-map', '0:V:0', '-map', '0:a?', '-c', 'copy', '-f', 'framecrc', '-']
     proc = subprocess.run(cmd, capture_output=True, text=True, errors='replace')
     if proc.returncode != 0:
+        no_video = _no_video_stream_error(path, proc.stderr)
+        if no_video is not None:
+            raise no_video
         tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
         raise FFmpegError(f'{path}: ffmpeg cannot read this file: {tail}')
     codec, width, height, rotation, printed_fps = _parse_header(proc.stderr, path)
-    num_frames, span = _parse_packets(proc.stdout)
+    streams = _parse_packets(proc.stdout)
+    num_frames, start, end = streams.get(0, (0, 0.0, 0.0))
     if num_frames == 0:
         raise FFmpegError(f'{path}: the video stream has no frames')
-    fps = _average_fps(num_frames, span, printed_fps)
+    fps = _average_fps(num_frames, end - start, printed_fps)
     if fps is None:
         raise FFmpegError(f'{path}: cannot tell the frame rate (no timestamps, no fps)')
     if rotation % 180:  # a quarter turn swaps the displayed width and height
         width, height = height, width
-    return VideoInfo(path, codec, width, height, rotation, num_frames, fps, num_frames / fps)
+    declared = _container_duration(proc.stderr)
+    file_end = max(e for _, _, e in streams.values()) - start
+    truncated = 'partial file' in proc.stderr or (
+        declared is not None and file_end < declared - max(0.5, 2 / fps))
+    return VideoInfo(path, codec, width, height, rotation, num_frames, fps, num_frames / fps,
+                     declared, truncated)
 
 
 def scale_filter(size=None, short_side=None):
@@ -182,16 +230,29 @@ def _frame_files(frame_dir: Path):
                   if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
 
 
+DEFAULT_MAX_MISSING = 0.02     # fraction of the expected frames a video may lack
+DEFAULT_MAX_DECODE_ERRORS = 0  # errors ffmpeg may report while decoding a video
+
+
 def extract_frames(video, frame_dir, fps=None, size=None, short_side=None, fmt='jpg',
-                   quality=2, extra_args=None, pattern=None, ffmpeg=None) -> dict:
+                   quality=2, extra_args=None, pattern=None, ffmpeg=None,
+                   max_missing=DEFAULT_MAX_MISSING,
+                   max_decode_errors=DEFAULT_MAX_DECODE_ERRORS) -> dict:
     """Decode ``video`` into ``frame_dir/00001.jpg ...`` and return the folder's metadata.
 
     fps: output frame rate (frames are dropped/duplicated by ffmpeg's ``fps`` filter);
         None keeps every source frame. size: (w, h); short_side: resize keeping the ratio.
     extra_args / pattern: raw ffmpeg output options and file pattern (for users of
-        hand-written ffmpeg command lines); then the folder's fps is recorded only if given.
+        hand-written ffmpeg command lines); then the folder's fps is recorded only if given,
+        and no frame count is expected.
+    max_missing: a video with more than this fraction of its expected frames missing
+        (and more than one frame) fails; max_decode_errors: so does one for which ffmpeg
+        reports more decode errors. Below the thresholds the counts are recorded in
+        ``meta.json`` (``expected_frames``, ``missing_frames``, ``decode_errors``,
+        ``decode_error_sample``) and reported as warnings.
     A folder holding ``meta.json`` is complete and returned as is; anything else in the
-    way is deleted and redone. ``meta.json`` is written last, atomically.
+    way is deleted and redone. ``meta.json`` is written last, atomically; a failed video
+    gets none (its folder is redone by the next run).
     """
     import ffmpeg as ffmpeg_python
     frame_dir = Path(frame_dir)
@@ -221,10 +282,58 @@ def extract_frames(video, frame_dir, fps=None, size=None, short_side=None, fmt='
     if proc.returncode != 0:
         tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
         raise FFmpegError(f'{video}: ffmpeg frame extraction failed (rc {proc.returncode}): {tail}')
-    return _write_meta(frame_dir, video, info, fps, pattern, bool(extra_args))
+    errors = decode_errors(proc.stderr)
+    expected = None if extra_args else info.expected_frames(fps)
+    meta = _frame_meta(frame_dir, video, info, fps, pattern, bool(extra_args))
+    meta.update(_check_counts(video, info, meta['num_frames'], expected, errors, max_missing,
+                              max_decode_errors))
+    atomic_write_json(frame_dir / META_FILE, meta, indent=1)
+    return meta
 
 
-def _write_meta(frame_dir: Path, video, info: VideoInfo, fps, pattern, raw_args) -> dict:
+# error-level lines from the output side (image muxer, filters) say nothing about the input
+_OUTPUT_TAGS = ('[image2', '[out#', '[vost#', '[ost#', '[mux', '[vf#', '[fc#', '[graph',
+                '[Parsed_', '[auto_', '[swscaler')
+
+
+def decode_errors(stderr):
+    """The lines of an ``-loglevel error`` run that report trouble reading the input
+    (demuxer or decoder), e.g. '[h264 @ 0x..] Invalid NAL unit size', 'partial file'."""
+    errors, keep = [], False
+    for line in stderr.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith('Last message repeated'):
+            if keep:
+                errors.append(line)
+            continue
+        keep = not line.startswith(_OUTPUT_TAGS)
+        if keep:
+            errors.append(line)
+    return errors
+
+
+def _check_counts(video, info, written, expected, errors, max_missing, max_decode_errors):
+    """The counts recorded in meta.json; raises FFmpegError beyond the thresholds."""
+    missing = max(0, expected - written) if expected is not None else 0
+    problems = []
+    if expected is not None and missing > max(1, int(max_missing * expected)):
+        cut = ' (the file is truncated)' if info.truncated else ''
+        problems.append(f'{written} of {expected} expected frames decoded, {missing} '
+                        f'missing{cut}')
+    if len(errors) > max_decode_errors:
+        problems.append(f'ffmpeg reported {len(errors)} decode errors (first: {errors[0]})')
+    if problems:
+        raise FFmpegError(f'{video}: ' + '; '.join(problems) + '. Not marked complete '
+                          f'(thresholds --max-missing-frames {max_missing}, '
+                          f'--max-decode-errors {max_decode_errors}); repair or re-download '
+                          'the file, or raise the thresholds to accept it')
+    return dict(expected_frames=expected, missing_frames=missing, decode_errors=len(errors),
+                decode_error_sample=errors[:3])
+
+
+def _frame_meta(frame_dir: Path, video, info: VideoInfo, fps, pattern, raw_args) -> dict:
     from PIL import Image
     files = _frame_files(frame_dir)
     if not files:
@@ -234,11 +343,21 @@ def _write_meta(frame_dir: Path, video, info: VideoInfo, fps, pattern, raw_args)
     first = int(Path(files[0]).stem) if Path(files[0]).stem.isdigit() else 1
     if fps is None and not raw_args:
         fps = info.fps  # every source frame kept
-    meta = dict(video=Path(video).name, num_frames=len(files),
+    return dict(video=Path(video).name, num_frames=len(files),
                 fps=None if fps is None else float(fps), width=width, height=height,
                 pattern=pattern, start_index=first, source=asdict(info))
-    atomic_write_json(frame_dir / META_FILE, meta, indent=1)
-    return meta
+
+
+def describe_counts(meta) -> tuple[bool, str]:
+    """(has a warning, 'N frames (E expected, M missing), K decode errors: ...')."""
+    text = f"{meta.get('num_frames')} frames"
+    expected, missing = meta.get('expected_frames'), meta.get('missing_frames') or 0
+    if expected is not None:
+        text += f' ({expected} expected' + (f', {missing} missing)' if missing else ')')
+    errors = meta.get('decode_errors') or 0
+    if errors:
+        text += f", {errors} decode errors (first: {meta['decode_error_sample'][0]})"
+    return bool(missing or errors), text
 
 
 def reencode_video(video, output, size=None, max_frames=None, ffmpeg=None, crf=18) -> dict:

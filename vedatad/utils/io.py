@@ -1,12 +1,22 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 Each writer goes to a temporary file in the destination folder (same filesystem, so the
-final ``os.replace`` is a rename) and is flushed to disk before the rename.
+final ``os.replace`` is a rename). Every byte is checked to be written (short writes are
+continued, errors raise), the file is flushed to disk before the rename and the folder
+after it, so a crash at any point leaves the previous file or the complete new one. On a
+full disk the temporary file is removed, the previous file is left as it was, and
+``AtomicWriteError`` (an ``OSError``) names the file and says what to do.
 """
+import errno
 import json
 import os
-import tempfile
 from pathlib import Path
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class AtomicWriteError(OSError):
+    """A file could not be written; the message names it, the previous file is intact."""
 
 
 def _default_file_mode():
@@ -19,29 +29,123 @@ def _default_file_mode():
 _FILE_MODE = _default_file_mode()
 
 
-def atomic_write_bytes(path, data: bytes):
+def disk_full_hint(err):
+    """' (disk full: ...)' for out-of-space errors, '' otherwise."""
+    if getattr(err, 'errno', None) in DISK_FULL_ERRNOS:
+        return (f' (disk full: {os.strerror(err.errno)}; free space on that filesystem or '
+                'write somewhere else, then run the same command again)')
+    return ''
+
+
+def write_all(fd, data, offset=None):
+    """Write every byte of ``data`` to ``fd`` (at ``offset`` with pwrite, else at the file
+    position), continuing after short writes; returns the byte count. A write that makes
+    no progress raises ``OSError(ENOSPC)``: the kernel reports a full disk either as an
+    error or as a short write followed by an error."""
+    view = memoryview(data).cast('B')
+    done = 0
+    while done < len(view):
+        if offset is None:
+            n = os.write(fd, view[done:])
+        else:
+            n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
+    return done
+
+
+def fsync_dir(folder):
+    """Make a rename / file creation in ``folder`` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_name(path):
+    return path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp')
+
+
+def write_temp(path, data: bytes, durable=True):
+    """Write ``data`` to a new temporary file next to ``path``; returns its path. The file
+    is removed again if anything fails (``AtomicWriteError`` names ``path``)."""
+    path = Path(path)
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    except OSError as err:
+        raise AtomicWriteError(err.errno, f'{path}: cannot create a temporary file: '
+                                          f'{err.strerror}{disk_full_hint(err)}') from err
+    try:
+        try:
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise AtomicWriteError(err.errno, f'{path}: not written ({err.strerror})'
+                                              f'{disk_full_hint(err)}; the previous file, '
+                                              'if any, is unchanged') from err
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path, data: bytes, durable=True):
+    """Replace ``path`` by a file holding exactly ``data``. ``durable``: fsync the file and
+    its folder (survives a machine crash); without it a process crash is still safe."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    tmp = write_temp(path, data, durable)
     try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise AtomicWriteError(err.errno, f'{path}: cannot rename the new file into '
+                                              f'place ({err.strerror})') from err
         raise
+    if durable:
+        fsync_dir(path.parent)
 
 
-def atomic_write_text(path, text: str):
-    atomic_write_bytes(path, text.encode('utf-8'))
+def publish_new_file(path, data: bytes, durable=True):
+    """Create ``path`` holding ``data`` only if it does not exist (atomically: a hard link
+    of a complete temporary file). Returns True when created, False when ``path`` already
+    existed (it is left untouched: another process published it first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp(path, data, durable)
+    try:
+        os.link(tmp, path)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as err:
+        raise AtomicWriteError(err.errno, f'{path}: cannot publish the new file '
+                                          f'({err.strerror}){disk_full_hint(err)}') from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    if created and durable:
+        fsync_dir(path.parent)
+    return created
 
 
-def atomic_write_json(path, obj, indent=None):
-    atomic_write_text(path, json.dumps(obj, indent=indent))
+def atomic_write_text(path, text: str, durable=True):
+    atomic_write_bytes(path, text.encode('utf-8'), durable)
+
+
+def atomic_write_json(path, obj, indent=None, durable=True):
+    atomic_write_text(path, json.dumps(obj, indent=indent), durable)
 
 
 def atomic_torch_save(obj, path):

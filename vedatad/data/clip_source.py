@@ -3,20 +3,27 @@
 Each item is one segment of one video: ``chunks_per_item`` whole clip chunks of
 ``chunk_size`` frames (the last segment may hold fewer chunks). Frames past the end of the
 video are zeros after normalisation, as in the training windows (``FormatWindow``). A video
-that fails to open or decode yields one item with ``error`` set, and its remaining segments
-are skipped, so one broken file never stops the job.
+that fails to open or decode, has no usable frame rate, or decodes to too few frames
+(fewer than ``min_frames``, or fewer than ``min_frames_fraction`` of what its annotated
+duration promises) yields one item with ``error`` set, and its remaining segments are
+skipped, so one broken file never stops the job and never ends up looking complete.
 """
 import math
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..data.transforms import CenterCrop, Normalize, Resize
-from ..data.video_dataset import find_videos
-from ..data.video_readers import open_video
+from .transforms import CenterCrop, Normalize, Resize
+from .video_dataset import find_videos
+from .video_readers import open_video
+
+
+class VideoCheckError(RuntimeError):
+    """A video that decodes, but not into something worth storing; names the file."""
 
 
 def locate_videos(root, video_ids, video_ext=None):
@@ -30,15 +37,23 @@ def locate_videos(root, video_ids, video_ext=None):
 
 
 class ClipSegments(IterableDataset):
-    """Iterate (video, segment) items for ``video_ids``, split between workers by video."""
+    """Iterate (video, segment) items for ``video_ids``, split between workers by video.
+
+    durations: optional {video id: seconds} (the annotation's); with ``min_frames_fraction``
+    a video that decodes to fewer than that fraction of duration x fps frames fails.
+    """
 
     def __init__(self, video_ids, root, crop_size, resize=None, fps=None, backend='auto',
                  video_ext=None, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
-                 chunk_size=32, chunks_per_item=8):
+                 chunk_size=32, chunks_per_item=8, min_frames=1, durations=None,
+                 min_frames_fraction=0.0):
         self.video_ids = list(video_ids)
         self.root, self.backend, self.fps = root, backend, fps
         self.paths = locate_videos(root, self.video_ids, video_ext)
         self.chunk_size, self.chunks_per_item = chunk_size, chunks_per_item
+        self.min_frames = max(1, int(min_frames))
+        self.durations = dict(durations or {})
+        self.min_frames_fraction = float(min_frames_fraction)
         self.resize = Resize(size=resize) if resize else None
         self.crop = CenterCrop(crop_size)
         self.normalize = Normalize(mean, std)
@@ -56,17 +71,39 @@ class ClipSegments(IterableDataset):
             except Exception as err:  # reported per video by the extractor
                 yield dict(video_id=video_id, error=f'{type(err).__name__}: {err}')
 
+    def check_reader(self, reader, video_id, path):
+        """Refuse readers whose frames cannot make a complete, meaningful video."""
+        fps, n = reader.fps, reader.num_frames
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise VideoCheckError(f'{path}: frame rate {fps!r} is not a positive number')
+        if n < self.min_frames:
+            raise VideoCheckError(f'{path}: decodes to {n} frames, fewer than '
+                                  f'extract.min_frames={self.min_frames}')
+        duration = self.durations.get(video_id)
+        if self.min_frames_fraction > 0 and duration:
+            expected = duration * fps
+            if n < self.min_frames_fraction * expected:
+                raise VideoCheckError(
+                    f'{path}: decodes to {n} frames, but its annotated duration of '
+                    f'{duration:.2f} s at {fps:.3f} fps promises {expected:.0f} (truncated or '
+                    'broken file?); lower extract.min_frames_fraction to accept it')
+
     def _segments(self, video_id):
         path = self.paths[video_id]
         if path is None:
             raise FileNotFoundError(f'{self.root}: no frame folder or video file for {video_id}')
         reader = open_video(path, backend=self.backend, sample_fps=self.fps)
+        self.check_reader(reader, video_id, path)
         frames_per_item = self.chunk_size * self.chunks_per_item
         num_items = math.ceil(reader.num_frames / frames_per_item)
         for item in range(num_items):
             start = item * frames_per_item
             stop = min(start + frames_per_item, reader.num_frames)
-            clip = self._prepare(reader.read(np.arange(start, stop)), video_id)
+            frames = reader.read(np.arange(start, stop))
+            if frames.shape[0] != stop - start:
+                raise VideoCheckError(f'{path}: frames {start}..{stop - 1} decoded to '
+                                      f'{frames.shape[0]} frames')
+            clip = self._prepare(frames, video_id)
             yield dict(video_id=video_id, path=str(path), num_frames=reader.num_frames,
                        fps=reader.fps, item=item, num_items=num_items,
                        first_chunk=start // self.chunk_size, imgs=clip, error=None)
@@ -86,6 +123,8 @@ class ClipSegments(IterableDataset):
 
 
 def worker_init_threads(_worker_id):
-    """Decode workers use one thread each: the backbone owns the other cores."""
+    """Decode workers use one thread each (the backbone owns the other cores) and leave
+    Ctrl-C to the main process, which stops them and reports in one line."""
     torch.set_num_threads(1)
     os.environ.setdefault('OMP_NUM_THREADS', '1')
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
