@@ -148,11 +148,16 @@ class FeatureDataset(Dataset):
         logger.warning('skipped %d videos of split %s without feature files in %s (%s); '
                        '%d videos kept', len(missing), self.split, where, listed, num_kept)
 
+    def video_fps(self, ann):
+        """Frame rate of a video: ``default_fps`` when set (it overrides the annotation, as in
+        the release), else the annotation's ``fps``."""
+        return self.default_fps if self.default_fps is not None else ann.fps
+
     def _video_record(self, ann, label_map):
-        fps = self.default_fps if self.default_fps is not None else ann.fps
+        fps = self.video_fps(ann)
         if fps is None:
-            raise ValueError(f'{self.json_file}: video {ann.video_id} has no fps and the '
-                             'dataset has no default_fps')
+            raise ValueError(f'{self.json_file}: video {ann.video_id!r} has no "fps" and the '
+                             'dataset has no default_fps: add one of them')
         duration = ann.duration if ann.duration is not None else UNKNOWN_DURATION
         segments = [s for s in ann.segments if s.end > s.start]  # zero-length: no target
         if self.remove_duplicates:
