@@ -9,16 +9,14 @@ Exit status 1 when any video failed (their names are listed).
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
-
+from vedatad.engine.config_loader import add_cfg_options, load_config_or_exit
 from vedatad.membank.extract import dist_info, extract_features, format_summary
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', required=True)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config keys, e.g. bank.path=/tmp/bank')
+    add_cfg_options(parser, example='bank.path=/tmp/bank')
     parser.add_argument('--export-npy', metavar='DIR',
                         help='also write ActionFormer-style (T, C) float32 .npy per video')
     parser.add_argument('--no-progress', action='store_true')
@@ -27,8 +25,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config_or_exit(args.config, args.cfg_options)
     summary = extract_features(cfg, export_npy=args.export_npy,
                                progress=not args.no_progress)
     rank = dist_info()[0]

@@ -108,8 +108,7 @@ class FeatureDataset(Dataset):
         return folders
 
     def feature_files(self, video_id):
-        name = self.file_prefix + video_id + self.file_ext
-        return [os.path.join(folder, name) for folder in self.feat_folders]
+        return feature_file_paths(self.feat_folders, self.file_prefix, video_id, self.file_ext)
 
     def _load_videos(self):
         """Videos of the split as plain dicts (segments in seconds) and the label map."""
@@ -203,12 +202,7 @@ class FeatureDataset(Dataset):
 
     def per_folder_dims(self):
         """Expected width of each folder's files; -1 where only the total can be checked."""
-        per_type = isinstance(self.input_dim, (list, tuple))
-        if per_type and len(self.input_dim) == len(self.feat_folders):
-            return list(self.input_dim)
-        if len(self.feat_folders) == 1:
-            return [_total_dim(self.input_dim)]
-        return [-1] * len(self.feat_folders)
+        return folder_dims(self.input_dim, len(self.feat_folders))
 
     def _checked(self, video_id, path, feats, expected_dim=None):
         if expected_dim == -1:
@@ -320,6 +314,21 @@ def read_feature_shape(path, key=None):
         raise
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise FeatureFileError(f'cannot read features {path}: {err}') from err
+
+
+def feature_file_paths(folders, prefix, video_id, ext):
+    """The feature file of ``video_id`` in each folder: ``<folder>/<prefix><id><ext>``."""
+    name = (prefix or '') + video_id + ext
+    return [os.path.join(folder, name) for folder in folders]
+
+
+def folder_dims(input_dim, num_folders):
+    """Expected width of each folder's files; -1 where only the total can be checked."""
+    if isinstance(input_dim, (list, tuple)) and len(input_dim) == num_folders:
+        return list(input_dim)
+    if num_folders == 1:
+        return [_total_dim(input_dim)]
+    return [-1] * num_folders
 
 
 def _total_dim(input_dim):
