@@ -98,6 +98,7 @@ class _Resolver:
         self.cfg, self.mode, self.use_data = cfg, mode, use_data
         self.datasets = datasets or DatasetCache(cfg)
         self.problems, self.filled = [], {}
+        self.unbuilt = set()  # dataset sections that could not be built (already reported)
 
     def dataset_key(self):
         order = ('train_dataset', 'val_dataset') if self.mode == 'train' else ('val_dataset', )
@@ -108,20 +109,22 @@ class _Resolver:
             return None
         dataset, error = self.datasets.get(key)
         if error:
+            self.unbuilt.add(key)
             self.problems.append(f'{error} (needed to take {why} from it)')
         return dataset
 
-    def set_model(self, section, path, name, value, source_key, source_value):
-        """Fill ``section[name]`` or report a contradiction."""
+    def set_model(self, section, path, name, value, source):
+        """Fill ``section[name]`` or report a contradiction; ``source`` says where ``value``
+        comes from (``train_dataset.num_classes=20`` or a measurement)."""
         key = '.'.join(path + (name, ))
         given = section.get(name)
         if given is None:
             section[name] = value
-            self.filled[key] = (value, source_key)
-        elif _plain(given) != _plain(source_value):
+            self.filled[key] = (value, source)
+        elif _plain(given) != _plain(value):
             self.problems.append(
-                f'{key}={given!r} contradicts {source_key}={source_value!r}: remove {key} '
-                '(the model takes it from the dataset) or make the two agree')
+                f'{key}={given!r} contradicts {source}: remove {key} (the model takes it '
+                'from the dataset) or make the two agree')
 
     # ------------------------------------------------------------------ ActionFormer
     def dataset_fact(self, ds_key, name):
@@ -132,12 +135,23 @@ class _Resolver:
         dataset = self.built(ds_key, f'model.{name}')
         if dataset is None or getattr(dataset, name, None) is None:
             return None, None
-        return getattr(dataset, name), f'{ds_key}.{name} (measured)'
+        return getattr(dataset, name), f'{ds_key}.{name} (measured from the data)'
+
+    def fact_key(self, ds_key, name):
+        """Testing builds the model that training built: a training crop length stated in
+        train_dataset wins over the validation section's."""
+        train = self.cfg.get('train_dataset') or {}
+        if name == 'max_seq_len' and train.get(name) is not None:
+            return 'train_dataset'
+        return ds_key
 
     def cross_check_datasets(self, names):
         train, val = self.cfg.get('train_dataset'), self.cfg.get('val_dataset')
         if not (train and val):
             return
+        if not (train.get('force_upsampling') or val.get('force_upsampling')):
+            # only resampled features (ActivityNet) use max_seq_len outside training
+            names = [n for n in names if n != 'max_seq_len']
         for name in names:
             a, b = train.get(name), val.get(name)
             if a is not None and b is not None and _plain(a) != _plain(b):
@@ -150,18 +164,19 @@ class _Resolver:
             return
         self.cross_check_datasets(FEATURE_FACTS)
         for name in FEATURE_FACTS:
-            value, source = self.dataset_fact(ds_key, name)
+            value, source = self.dataset_fact(self.fact_key(ds_key, name), name)
             if value is None:
-                if model.get(name) is None:
+                if model.get(name) is None and self.use_data and ds_key not in self.unbuilt:
                     self.problems.append(f"{'.'.join(path + (name, ))} is not set and "
                                          f'{ds_key} does not state it: set {ds_key}.{name}')
                 continue
-            self.set_model(model, path, name, value, source, value)
+            self.set_model(model, path, name, value, f'{source}={value!r}')
         length = model.get('max_seq_len')
         if length is not None:
             multiple = seq_len_multiple(model)
             if length % multiple:
-                _, source = self.dataset_fact(ds_key, 'max_seq_len')
+                _, source = self.dataset_fact(self.fact_key(ds_key, 'max_seq_len'),
+                                              'max_seq_len')
                 self.problems.append(_max_seq_len_problem(
                     source or '.'.join(path + ('max_seq_len', )), length, multiple,
                     '.'.join(path + ('max_seq_len', ))))
@@ -209,7 +224,8 @@ class _Resolver:
     def video_num_classes(self, ds_key, detector):
         section = self.cfg[ds_key]
         if section.get('class_names'):
-            value, source = len(section['class_names']), f'{ds_key}.class_names'
+            value = len(section['class_names'])
+            source = f'the {value} entries of {ds_key}.class_names'
         else:
             dataset = self.built(ds_key, 'model.detector.num_classes')
             label_map = getattr(dataset, 'label_map', None) if dataset is not None else None
@@ -218,8 +234,9 @@ class _Resolver:
                     self.problems.append(f'model.detector.num_classes is not set and cannot be '
                                          f'taken from {ds_key}')
                 return
-            value, source = len(label_map), f'{ds_key} (labels of {section.get("ann_file")})'
-        self.set_model(detector, ('model', 'detector'), 'num_classes', value, source, value)
+            value = len(label_map)
+            source = f'the {value} labels of {ds_key}.ann_file ({section.get("ann_file")})'
+        self.set_model(detector, ('model', 'detector'), 'num_classes', value, source)
 
     def run(self):
         model = self.cfg.get('model')
