@@ -5,7 +5,7 @@ a working directory that is not the repository, on data under a path with a spac
 (b) a folder of your own videos (real fixture files, one WebM without a duration header, and
     synthetic videos) -> make_annotations -> import_csv -> extract_frames -> check_dataset
     (the bank is missing: named) -> extract_features -> check_dataset (bank agrees) ->
-    one epoch of TALLFormer training with the example config.
+    one epoch of TALLFormer training with the example config -> test.
 
 The jobs (training, testing, extraction, measuring) run as subprocesses; the quick steps run
 the same tools' main() in this process, with its working directory and OWN_DATA set the
@@ -204,3 +204,8 @@ def test_example_b_own_videos_data_preparation(tmp_path, env, video_fixture_dir,
          'scheduler.warmup_epochs=0', 'scheduler.epochs=1', 'train_dataloader.batch_size=3',
          'train_dataloader.num_workers=0', 'device=cpu', 'cpu_threads=1'], elsewhere, env)
     assert (work / 'latest.pth.tar').is_file() and (work / 'membank' / 'zarr.json').is_file()
+    run([tool('test.py'), config, work, '--out', work / 'detections.json', '--cfg-options',
+         *DEMO_BACKBONE, *SMALL_TALLFORMER, 'val_dataloader.num_workers=0', 'device=cpu'],
+        elsewhere, env)
+    detections = json.loads((work / 'detections.json').read_text())['results']
+    assert list(detections) == ['mmaction2_part0_30fps_1s']
