@@ -135,6 +135,7 @@ class _Checker:
         self.report = CheckReport()
         self.videos_read = {}   # dataset key -> {video id: (num_frames, fps, path)}
         self.bank_fps = None
+        self.all_videos = {}    # dataset key -> every well-formed video of its annotation file
 
     def problem(self, line):
         self.report.problems.append(line)
@@ -215,6 +216,7 @@ class _Checker:
             self.problem(f'{key}: no video of {path} has subset {unknown}; the splits there '
                          f'are {present or "none"}')
         chosen = {vid: v for vid, v in videos.items() if v.subset.lower() in wanted}
+        self.all_videos[key] = videos
         return path, chosen
 
     def classes(self, key, videos, ann_path):
@@ -225,8 +227,16 @@ class _Checker:
         if not segments:
             self.problem(f'{key}: the training videos of {ann_path} have no action segment')
             return
+        from ..data.annotations import AnnotationError, build_label_map
         dataset, _ = self.datasets.get(key)
-        label_map = getattr(dataset, 'label_map', None) or {}
+        label_map = getattr(dataset, 'label_map', None)
+        if label_map is None:  # the labels of the whole file, as the datasets number them
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    label_map = build_label_map(self.all_videos.get(key, {}).values())
+            except AnnotationError:
+                return  # reported with the annotation problems
         present = {s.label for s in segments}
         empty = sorted(set(label_map) - present)
         if empty:
@@ -328,7 +338,7 @@ class _Checker:
         for vid, found in shapes.items():
             video = videos[vid]
             fps = cls.video_fps(shim, video)
-            if not fps or len(found[0]) != 2:
+            if not fps or len(found[0]) != 2 or found[0][0] == 0:
                 continue
             covered = ((found[0][0] - 1) * stride + frames) / fps
             tolerance = (stride + frames) / fps

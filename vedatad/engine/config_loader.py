@@ -134,6 +134,10 @@ def option_key_problems(cfg, options, top_level_keys=None):
                                     f'of the {len(node)}-element list {prefix.rstrip(".")}')
                     break
                 node = node[int(part)]
+                if not isinstance(node, dict):  # mmengine merges into list items that are dicts
+                    problems.append(f'--cfg-options {dotted}: set the whole list instead '
+                                    f"({prefix.rstrip('.')}=[...])")
+                    break
                 path += (part, )
                 continue
             if not isinstance(node, dict):
