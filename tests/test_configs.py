@@ -2,7 +2,9 @@
 of the right shape (a tiny fake dataset replaces the real one; the model is the config's).
 
 To keep the suite fast, ``max_seq_len`` (the length every training batch is padded to) is
-lowered to the smallest length the architecture accepts; it changes no layer or parameter.
+lowered in the dataset section to a length the architecture accepts; it changes no layer or
+parameter. The model takes its facts (classes, feature size, length) from the dataset, and the
+config checks find nothing to object to.
 """
 import glob
 import json
