@@ -111,7 +111,7 @@ DEMO = dict(type='VideoSwin', arch='demo', pretrained=None)
 
 
 def _video_setup(tmp_path, frames, bank_frames=None, complete=True, fps=15.0, crop=56):
-    """Frame folders (meta.json only: nothing is decoded by the checks), annotations, and
+    """Frame folders (empty images: nothing is decoded by the checks), annotations, and
     a bank holding ``bank_frames`` (video id -> frame count)."""
     root = tmp_path / 'frames'
     database = {}
@@ -119,6 +119,8 @@ def _video_setup(tmp_path, frames, bank_frames=None, complete=True, fps=15.0, cr
         (root / vid).mkdir(parents=True)
         (root / vid / 'meta.json').write_text(json.dumps(dict(num_frames=n, fps=15.0,
                                                               pattern='%05d.jpg')))
+        for i in range(n):  # counted, never opened
+            (root / vid / f'{i + 1:05d}.jpg').touch()
         database[vid] = _video(subset, [((1, 3), 'a' if len(database) % 2 else 'b')],
                                duration=n / 15.0, fps=15.0)
     (tmp_path / 'ann.json').write_text(json.dumps({'database': database}))
@@ -201,3 +203,16 @@ def test_label_maps_and_eval(tmp_path, mode):
     report = check_config(cfg, mode, str(tmp_path / 'work'), progress=False)
     found = any("eval.subset='testing': no video" in p for p in report.problems)
     assert found == (mode != 'train')
+
+
+def test_incomplete_frame_folders(tmp_path):
+    frames = {'v0': (100, 'training'), 'v1': (90, 'training'), 'v2': (80, 'validation')}
+    cfg = _video_setup(tmp_path, frames, {'v0': 100, 'v1': 90})
+    (tmp_path / 'frames' / 'v1' / '00090.jpg').unlink()
+    report = check_config(cfg, 'train', str(tmp_path / 'work'), progress=False)
+    assert any("video 'v1': frame folder" in p and 'holds 89 images but its meta.json '
+               'promises 90' in p for p in report.problems), report.problems
+    (tmp_path / 'frames' / 'v0' / 'meta.json').unlink()
+    cfg.train_dataset.fps = 15.0  # a hand-made folder is readable with a frame rate
+    report = check_config(cfg, 'train', str(tmp_path / 'work'), progress=False)
+    assert any('1 frame folder(s) have no meta.json' in n and 'v0' in n for n in report.notes)

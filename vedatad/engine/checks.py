@@ -387,7 +387,7 @@ class _Checker:
     def read_videos(self, key, section, videos, paths):
         """One open per video: frame count and rate as the dataset reads them."""
         from ..data.video_readers import VideoReadError, open_video
-        read, bad, short = {}, [], []
+        read, bad, short, unmarked = {}, [], [], []
         bar = tqdm(paths.items(), desc=f'check {key} videos', unit='video',
                    disable=not self.progress, leave=False)
         for vid, path in bar:
@@ -397,6 +397,12 @@ class _Checker:
             except (VideoReadError, OSError, ValueError) as err:
                 bad.append(f'video {vid!r}: {err}')
                 continue
+            error, remark = _frame_folder_problem(path, reader.num_frames)
+            if error:
+                bad.append(f'video {vid!r}: {error}')
+                continue
+            if remark:
+                unmarked.append(vid)
             read[vid] = (reader.num_frames, float(reader.fps), path)
             video = videos[vid]
             length = reader.num_frames / reader.fps
@@ -404,6 +410,10 @@ class _Checker:
             if video.duration - length > 1.0 / reader.fps + 0.05 and late:
                 short.append((video.duration - length, vid, length, len(late)))
         self.report.problems += [f'{key}: {line}' for line in bad]
+        if unmarked:
+            self.note(f'{key}: {len(unmarked)} frame folder(s) have no meta.json (not made by '
+                      'tools/data/extract_frames.py, or an interrupted run: then run it again, '
+                      f'it redoes them): {_listed(unmarked)}')
         if short:
             short.sort(reverse=True)
             worst = '; '.join(f'{vid!r} {gap:.2f} s short (the video has {length:.2f} s), '
@@ -557,6 +567,23 @@ class _Checker:
                          f'bank than the dataset reads: {_listed(frames)}')
         self.report.summary.append(f'{which}: {len(read) - len(absent)} of {len(read)} training '
                                    f'videos present, feature size {bank.feat_dim}')
+
+
+def _frame_folder_problem(path, num_frames):
+    """(error, remark) about a frame folder: ``meta.json`` is written last by extract_frames,
+    so a folder without it is unfinished or hand-made (a remark); fewer images than it
+    promises is an error. One directory listing, no image is opened."""
+    from ..data.ffmpeg import META_FILE
+    from ..data.video_readers import IMAGE_SUFFIXES
+    if not os.path.isdir(path):
+        return None, None
+    if not os.path.isfile(os.path.join(path, META_FILE)):
+        return None, f'no {META_FILE}'
+    images = sum(1 for e in os.scandir(path) if e.name.lower().endswith(IMAGE_SUFFIXES))
+    if images < num_frames:
+        return (f'frame folder {path} holds {images} images but its {META_FILE} promises '
+                f'{num_frames}: extract its frames again'), None
+    return None, None
 
 
 def _init_keys(cls):
