@@ -112,7 +112,8 @@ class GenericFeatureDataset(FeatureDataset):
         return ann.fps if ann.fps is not None else self.default_fps
 
     def measure_input_dim(self):
-        """Feature size from the first video's file header(s)."""
+        """Feature size from the first video's file header(s): the total over the folders
+        (the model then projects the concatenation as one input)."""
         if not self.videos:
             raise FeatureFileError(f'{self.json_file}: no video of split {list(self.split)} '
                                    'has a feature file; cannot measure input_dim')
@@ -124,7 +125,7 @@ class GenericFeatureDataset(FeatureDataset):
                 raise FeatureFileError(f'video {video_id}: features in {path} have shape '
                                        f'{shape}, expected (T, C)')
             dims.append(int(shape[1]))
-        return dims[0] if len(dims) == 1 else dims
+        return sum(dims)
 
 
 @DATASETS.register_module()

@@ -135,6 +135,7 @@ class _Checker:
         self.report = CheckReport()
         self.videos_read = {}   # dataset key -> {video id: (num_frames, fps, path)}
         self.bank_fps = None
+        self.workers = min(8, os.cpu_count() or 1)  # videos opened at a time
         self.all_videos = {}    # dataset key -> every well-formed video of its annotation file
 
     def problem(self, line):
@@ -385,30 +386,39 @@ class _Checker:
         self.classes(key, videos, ann_path)
 
     def read_videos(self, key, section, videos, paths):
-        """One open per video: frame count and rate as the dataset reads them."""
+        """One open per video (several at a time): frame count and rate as the dataset reads
+        them."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from ..data.video_readers import VideoReadError, open_video
-        read, bad, short, unmarked = {}, [], [], []
-        bar = tqdm(paths.items(), desc=f'check {key} videos', unit='video',
-                   disable=not self.progress, leave=False)
-        for vid, path in bar:
+
+        def measure(item):
+            vid, path = item
             try:
                 reader = open_video(path, section.get('backend', 'auto'), fps=section.get('fps'),
                                     sample_fps=section.get('sample_fps'))
             except (VideoReadError, OSError, ValueError) as err:
-                bad.append(f'video {vid!r}: {err}')
-                continue
+                return vid, path, None, str(err), None
             error, remark = _frame_folder_problem(path, reader.num_frames)
-            if error:
-                bad.append(f'video {vid!r}: {error}')
-                continue
-            if remark:
-                unmarked.append(vid)
-            read[vid] = (reader.num_frames, float(reader.fps), path)
-            video = videos[vid]
-            length = reader.num_frames / reader.fps
-            late = [s for s in video.segments if s.end > length + 1.0 / reader.fps]
-            if video.duration - length > 1.0 / reader.fps + 0.05 and late:
-                short.append((video.duration - length, vid, length, len(late)))
+            return vid, path, (reader.num_frames, float(reader.fps)), error, remark
+
+        read, bad, short, unmarked = {}, [], [], []
+        with ThreadPoolExecutor(self.workers) as pool:
+            results = tqdm(pool.map(measure, paths.items()), total=len(paths), leave=False,
+                           desc=f'check {key} videos', unit='video', disable=not self.progress)
+            for vid, path, measured, error, remark in results:
+                if error:
+                    bad.append(f'video {vid!r}: {error}')
+                    continue
+                if remark:
+                    unmarked.append(vid)
+                num_frames, fps = measured
+                read[vid] = (num_frames, fps, path)
+                video = videos[vid]
+                length = num_frames / fps
+                late = [s for s in video.segments if s.end > length + 1.0 / fps]
+                if video.duration - length > 1.0 / fps + 0.05 and late:
+                    short.append((video.duration - length, vid, length, len(late)))
         self.report.problems += [f'{key}: {line}' for line in bad]
         if unmarked:
             self.note(f'{key}: {len(unmarked)} frame folder(s) have no meta.json (not made by '

@@ -58,7 +58,7 @@ def _max_div_factor(max_seq_len, fpn_strides, win_sizes):
         below = max_seq_len // multiple * multiple
         valid = ([below] if below else []) + [below + multiple]
         raise ValueError(
-            f'max_seq_len {max_seq_len} must be a multiple of {multiple} (pyramid strides '
+            f'max_seq_len {max_seq_len} must be divisible by {multiple} (pyramid strides '
             f'{list(fpn_strides)} x local windows n_mha_win_size={list(win_sizes)} need '
             f'{needs}); nearest valid values: {" or ".join(map(str, valid))}')
     return max(needs)
