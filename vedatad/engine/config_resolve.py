@@ -105,7 +105,7 @@ class _Resolver:
         return next((k for k in order if self.cfg.get(k)), None)
 
     def built(self, key, why):
-        if not self.use_data:
+        if not self.use_data or key in self.unbuilt:
             return None
         dataset, error = self.datasets.get(key)
         if error:
