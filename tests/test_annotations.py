@@ -146,9 +146,12 @@ def test_label_map_uses_consistent_label_ids_else_sorted_names(tmp_path):
     assert build_label_map([video(('Run', 1), ('Jump', 0)), video(('Run', 1))]) == \
         {'Jump': 0, 'Run': 1}
     assert build_label_map([video(('Run', 5), ('Jump', 2))]) == {'Jump': 2, 'Run': 5}
-    with pytest.warns(AnnotationWarning, match='one to one'):
-        assert build_label_map([video(('Run', 0), ('Jump', 0))]) == {'Jump': 0, 'Run': 1}
-    with pytest.warns(AnnotationWarning):
+    # two labels sharing one id would merge two classes in training: an error naming both
+    with pytest.raises(AnnotationError, match=r"label_id 0 is given to labels \['Jump', 'Run'\]"):
+        build_label_map([video(('Run', 0), ('Jump', 0))])
+    with pytest.raises(AnnotationError, match=r"label 'Run' has label_ids \[1, 2\]"):
+        build_label_map([video(('Run', 1), ('Jump', 0)), video(('Run', 2))], source='x.json')
+    with pytest.warns(AnnotationWarning, match=r'given for 1 segment\(s\) and missing for 1'):
         assert build_label_map([video(('Run', 3), ('Jump', None))]) == {'Jump': 0, 'Run': 1}
     assert build_label_map([video(('b', None), ('a', None))]) == {'a': 0, 'b': 1}
 
@@ -157,3 +160,60 @@ def test_label_id_and_fps_are_read(tmp_path):
     path = _write(tmp_path, {'v': _entry([dict(GOOD, label_id=3)], fps=25)})
     video = load_annotations(path)['v']
     assert video.fps == 25.0 and video.segments[0].label_id == 3
+
+
+def test_duplicate_video_id_is_an_error_naming_file_and_id(tmp_path):
+    path = tmp_path / 'dup.json'
+    entry = json.dumps(_entry([GOOD]))
+    path.write_text('{"database": {"vid_a": %s, "vid_b": %s, "vid_a": %s}}' % (entry, entry, entry))
+    with pytest.raises(AnnotationError, match=r"dup.json: the key 'vid_a' appears twice"):
+        load_annotations(path)
+
+
+def test_non_utf8_and_truncated_json_name_the_file(tmp_path):
+    path = tmp_path / 'latin1.json'
+    path.write_bytes(json.dumps({'database': {'v': _entry([dict(GOOD, label='Caf\u00e9')])}},
+                                ensure_ascii=False).encode('latin-1'))
+    with pytest.raises(AnnotationError, match=r'latin1.json: not UTF-8 text \(byte \d+'):
+        load_annotations(path)
+    full = json.dumps({'database': {'v': _entry([GOOD])}})
+    path = tmp_path / 'cut.json'
+    path.write_text(full[:len(full) // 2])
+    with pytest.raises(AnnotationError, match=r'cut.json: not valid JSON .*truncated\?'):
+        load_annotations(path)
+    # a byte-order mark (some editors write one) is fine
+    path = tmp_path / 'bom.json'
+    path.write_bytes(b'\xef\xbb\xbf' + full.encode())
+    assert list(load_annotations(path)) == ['v']
+
+
+def test_zero_length_segments_are_counted_and_kept_for_evaluation(tmp_path):
+    zero = {'segment': [3.0, 3.0], 'label': 'Jump'}
+    path = _write(tmp_path, {'a': _entry([GOOD, zero, zero]), 'b': _entry([zero])})
+    with pytest.warns(AnnotationWarning,
+                      match=r"3 zero-length segment\(s\) .* in 2 video\(s\) \(e.g. 'a'\)"):
+        videos = load_annotations(path)
+    assert len(videos['a'].segments) == 3
+
+
+def test_check_annotation_file_reports_every_problem_at_once(tmp_path):
+    from vedatad.data.annotations import check_annotation_file
+    path = _write(tmp_path, {
+        'ok': _entry([GOOD]),
+        'bad1': _entry([{'segment': [5, 4], 'label': 'Jump'}, {'segment': [1, 2]}]),
+        'bad2': {'subset': 'training', 'annotations': []},
+        'other': _entry([{'segment': [1, 2], 'label': 'Jump', 'label_id': 0},
+                         {'segment': [1, 2], 'label': 'Run', 'label_id': 0}], subset='test'),
+        'late': _entry([{'segment': [1, 80], 'label': 'Run'}]),
+    })
+    videos, problems, notes = check_annotation_file(path)
+    text = '\n'.join(problems)
+    assert len(problems) == 4, text
+    assert "video 'bad1': field \"annotations[0].segment\": start after end" in text
+    assert "video 'bad1': field \"annotations[1].label\": missing" in text
+    assert "video 'bad2': field \"duration\": missing" in text
+    assert "label_id 0 is given to labels ['Jump', 'Run']" in text
+    assert all(line.startswith(str(path)) for line in problems)
+    assert set(videos) == {'ok', 'bad1', 'other', 'late'}
+    assert len(notes) == 1 and "end after the video duration" in notes[0] and "'late'" in notes[0]
+    assert check_annotation_file(tmp_path / 'absent.json')[1][0].endswith('absent.json\'')

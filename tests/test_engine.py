@@ -15,6 +15,7 @@ import vedatad.models  # noqa: F401
 from vedatad.data.synthetic_features import SyntheticFeatureSpec, generate_synthetic_features
 from vedatad.engine import ModelEMA, Trainer, build_scheduler, save_checkpoint, split_decay
 from vedatad.engine.checkpoint import load_checkpoint
+from vedatad.engine.config_resolve import resolve_config
 from vedatad.engine.nonfinite import NonFiniteLossError
 from vedatad.engine.testing import test as run_test
 from vedatad.registry import MODELS
@@ -43,6 +44,7 @@ def tiny_cfg(tiny_data, **train_cfg):
     })
     cfg.merge_from_dict({f'train_cfg.{k}': v for k, v in
                          dict(dict(epochs=2, ckpt_interval=1), **train_cfg).items()})
+    assert resolve_config(cfg) == []  # the model's facts come from the dataset, as in the tools
     return cfg
 
 

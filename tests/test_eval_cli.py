@@ -23,7 +23,7 @@ def thumos_case(thumos_fixture_dir, tmp_path_factory):
     results = {}
     for vid, v in list(videos.items())[:40]:
         results[vid] = [{'label': s.label, 'score': float(rng.uniform()),
-                         'segment': [s.start + rng.normal(0, 1), s.end + rng.normal(0, 1)]}
+                         'segment': sorted([s.start + rng.normal(0, 1), s.end + rng.normal(0, 1)])}
                         for s in v.segments]
     pred = tmp_path_factory.mktemp('cli') / 'pred.json'
     save_results(pred, results)

@@ -182,3 +182,77 @@ def test_list_collate_is_registered():
     assert COLLATE_FUNCTIONS.get('list_collate') is list_collate
     batch = [{'a': 1}, {'a': 2}]
     assert list_collate(batch) == batch
+
+
+# ---------------------------------------------------------------------- generic / bad input
+def _generic(tmp_path, database, arrays, **kwargs):
+    feats = tmp_path / 'feats'
+    feats.mkdir(exist_ok=True)
+    for name, array in arrays.items():
+        if name.endswith('.npz'):
+            np.savez(feats / name, **array)
+        else:
+            np.save(feats / name, array)
+    json_file = _write_db(tmp_path / 'ann.json', database)
+    cfg = dict(type='GenericFeatureDataset', json_file=json_file, feat_folder=str(feats))
+    cfg.update(kwargs)
+    return cfg
+
+
+def test_generic_dataset_measures_and_reads_features_info(tmp_path):
+    database = {'a': {'subset': 'mine', 'duration': 20.0, 'fps': 25.0,
+                      'annotations': [{'segment': [1.0, 3.0], 'label': 'x'},
+                                      {'segment': [4.0, 4.0], 'label': 'y'}]},
+                'b': {'subset': 'other', 'duration': 20.0,
+                      'annotations': [{'segment': [1.0, 2.0], 'label': 'y'}]}}
+    cfg = _generic(tmp_path, database, {'a.npy': np.ones((50, 3), np.float32),
+                                        'b.npy': np.ones((50, 3), np.float32)})
+    with pytest.raises(ValueError, match='set the dataset.s feat_stride'):
+        DATASETS.build(dict(cfg, split='mine'))
+    (tmp_path / 'feats' / 'features_info.json').write_text(json.dumps(
+        {'feat_stride': 8, 'feat_num_frames': 16, 'fps': 10.0}))
+    with pytest.warns(UserWarning, match='zero-length'):
+        ds = DATASETS.build(dict(cfg, split='mine', is_training=False))
+    assert (ds.feat_stride, ds.num_frames, ds.input_dim, ds.num_classes) == (8, 16, 3, 2)
+    item = ds[0]
+    assert item['fps'] == 25.0  # the annotation's own rate wins over features_info's
+    assert item['segments'].shape == (1, 2)  # the zero-length segment has no target
+    other = DATASETS.build(dict(cfg, split='other', is_training=False))
+    assert other[0]['fps'] == 10.0  # a video without fps gets the default
+    with pytest.raises(ValueError, match=r"no video has subset \['validation'\].*'mine'"):
+        DATASETS.build(dict(cfg, split='validation'))
+
+
+def test_generic_dataset_missing_npz_and_class_count(tmp_path):
+    database = {'a': {'subset': 's', 'duration': 20.0, 'fps': 25.0,
+                      'annotations': [{'segment': [1.0, 3.0], 'label': 'x'}]},
+                'b': {'subset': 's', 'duration': 20.0, 'fps': 25.0,
+                      'annotations': [{'segment': [1.0, 2.0], 'label': 'y'}]}}
+    cfg = _generic(tmp_path, database, {'a.npz': {'feats': np.ones((50, 3), np.float32)}},
+                   split='s', feat_stride=4, num_frames=8, file_ext='.npz')
+    with pytest.raises(FeatureFileError, match=r"1 videos of split \('s',\) have no feature"):
+        DATASETS.build(cfg)
+    ds = DATASETS.build(dict(cfg, missing='skip'))
+    assert len(ds) == 1 and ds[0]['feats'].shape == (3, 50) and ds.num_classes == 2
+    with pytest.raises(ValueError, match='2 classes in the annotations, but num_classes=3'):
+        DATASETS.build(dict(cfg, missing='skip', num_classes=3))
+
+
+@pytest.mark.parametrize('is_training', [True, False])
+def test_nan_features_are_an_error_naming_file_and_video(thumos_like, tmp_path, is_training):
+    bad = np.random.rand(150, 8).astype(np.float32)
+    bad[40, 3] = np.inf
+    np.save(tmp_path / 'feats' / 'v3.npy', bad)
+    ds = DATASETS.build(dict(thumos_like, split=['test'], is_training=is_training))
+    with pytest.raises(FeatureFileError, match=r"video v3: features in .*v3.npy hold 1 NaN/inf "
+                                               r"value\(s\) \(first at step 40, channel 3\)"):
+        ds[0]
+
+
+def test_label_ids_shared_by_two_labels_are_refused(thumos_like, tmp_path):
+    database = json.loads(open(thumos_like['json_file']).read())['database']
+    database['v2']['annotations'][0]['label_id'] = 0  # 'B' now shares id 0 with 'A'
+    _write_db(tmp_path / 'ann.json', database)
+    from vedatad.data.annotations import AnnotationError
+    with pytest.raises(AnnotationError, match=r"label_id 0 is given to labels \['A', 'B'\]"):
+        DATASETS.build(dict(thumos_like, split=['validation']))

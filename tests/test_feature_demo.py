@@ -14,6 +14,7 @@ import vedatad.data  # noqa: F401
 import vedatad.models  # noqa: F401
 from vedatad.data.synthetic_features import SyntheticFeatureSpec, generate_synthetic_features
 from vedatad.engine import train
+from vedatad.engine.config_resolve import resolve_config
 from vedatad.engine.testing import test as run_test
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +47,7 @@ def test_short_demo_run_reaches_map(tmp_path):
     }
     cfg = Config.fromfile(CONFIG)
     cfg.merge_from_dict(options)
+    assert resolve_config(cfg) == []  # the model's facts come from the dataset, as in the tools
     work = tmp_path / 'work'
     train(cfg, str(work))
     cfg_path = tmp_path / 'cfg.py'

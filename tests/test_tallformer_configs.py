@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
+from vedatad.engine.config_resolve import resolve_config
 from vedatad.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,8 @@ def test_template_bank_comes_from_a_matching_extraction_config(path):
 @pytest.mark.parametrize('path', TALLFORMER, ids=lambda p: p.stem)
 def test_model_builds_with_consistent_shapes(path):
     cfg = Config.fromfile(str(path))
+    # tcm.max_len and detector.max_seq_len follow from the window (no data needed for them)
+    assert resolve_config(cfg, use_data=False) == []
     model_cfg = cfg.model.to_dict()
     model_cfg['backbone']['pretrained'] = None  # no weights here; structure only
     model = build_model(model_cfg)
@@ -38,3 +41,5 @@ def test_model_builds_with_consistent_shapes(path):
     assert steps <= model.detector.max_seq_len, 'a training window must fit the detector'
     assert model.tcm.reduction[0].in_channels == model.backbone.out_channels
     assert model.detector.padded_length(steps) == model.detector.max_seq_len
+    for layer in model.tcm.layers:  # the relative position table spans one window
+        assert layer.attn.rel_bias.max_len == steps

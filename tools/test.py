@@ -8,15 +8,13 @@ are used). With several epochs, output names get an ``_epoch_N`` suffix and a su
 across epochs is printed.
 """
 import argparse
-import os
-import sys
 
-from mmengine.config import DictAction
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from trainval import load_config  # noqa: E402
-
-from vedatad.engine import test  # noqa: E402
+import vedatad.data  # noqa: F401  registers datasets
+import vedatad.models  # noqa: F401  registers models
+from vedatad.engine import test
+from vedatad.engine.checks import preflight_or_exit
+from vedatad.engine.config_loader import add_cfg_options, load_config_or_exit
+from vedatad.engine.config_schema import TOP_LEVEL_KEYS
 
 
 def parse_args():
@@ -27,13 +25,14 @@ def parse_args():
     parser.add_argument('--out', help='detections (ActivityNet submission JSON)')
     parser.add_argument('--metrics', help='metrics JSON')
     parser.add_argument('--no-ema', action='store_true', help='use the raw (non-EMA) weights')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    add_cfg_options(parser, example='val_dataset.data_prefix=data/test')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config_or_exit(args.config, args.cfg_options, TOP_LEVEL_KEYS)
+    preflight_or_exit(cfg, 'test')  # every problem at once, before any work
     test(cfg, args.checkpoint, epochs=args.epochs, out=args.out, metrics_out=args.metrics,
          use_ema=not args.no_ema)
 

@@ -6,11 +6,12 @@
 import argparse
 import os
 
-from mmengine.config import Config, DictAction
-
 import vedatad.data  # noqa: F401  registers datasets
 import vedatad.models  # noqa: F401  registers models
 from vedatad.engine import train
+from vedatad.engine.checks import preflight_or_exit
+from vedatad.engine.config_loader import add_cfg_options, load_config_or_exit
+from vedatad.engine.config_schema import TOP_LEVEL_KEYS
 
 
 def parse_args():
@@ -19,19 +20,8 @@ def parse_args():
     parser.add_argument('--work-dir', help='default: the config work_dir or workdir/<config>')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
                         help='resume from CKPT, or from the work dir\'s latest checkpoint')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config entries, e.g. train_cfg.epochs=5')
+    add_cfg_options(parser)
     return parser.parse_args()
-
-
-def load_config(path, options):
-    cfg = Config.fromfile(path)
-    if options:
-        cfg.merge_from_dict(options)
-    if cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
-    return cfg
 
 
 def default_work_dir(cfg, config_path):
@@ -41,9 +31,10 @@ def default_work_dir(cfg, config_path):
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config_or_exit(args.config, args.cfg_options, TOP_LEVEL_KEYS)
     work_dir = args.work_dir or default_work_dir(cfg, args.config)
     cfg.work_dir = work_dir
+    preflight_or_exit(cfg, 'train', work_dir)  # every problem at once, before any work
     train(cfg, work_dir, resume=args.resume)
 
 

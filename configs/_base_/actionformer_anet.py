@@ -3,7 +3,6 @@
 _base_ = ['models/actionformer.py', 'datasets/anet_tsp.py',
           'schedules/adamw_warmup_cosine.py', 'default_runtime.py']
 model = dict(
-    input_dim=512, num_classes=1, max_seq_len=192,
     fpn_type='identity', max_buffer_len_factor=1.0,
     n_mha_win_size=[7, 7, 7, 7, 7, -1],  # 192 - 96 - 48 - 24 - 12 - 6
     n_head=4, embd_dim=256, fpn_dim=256, head_dim=256, use_abs_pe=True,

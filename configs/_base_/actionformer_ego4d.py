@@ -2,7 +2,6 @@
 _base_ = ['models/actionformer.py', 'datasets/ego4d_mq.py',
           'schedules/adamw_warmup_cosine.py', 'default_runtime.py']
 model = dict(
-    input_dim=2304, num_classes=110, max_seq_len=1024,
     regression_range=[(0, 4), (2, 8), (4, 16), (8, 32), (16, 64), (32, 128), (64, 256),
                       (128, 10000)],
     fpn_type='identity', backbone_arch=(2, 2, 7), max_buffer_len_factor=4.0,

@@ -2,7 +2,6 @@
 _base_ = ['models/actionformer.py', 'datasets/epic_kitchens_slowfast.py',
           'schedules/adamw_warmup_cosine.py', 'default_runtime.py']
 model = dict(
-    input_dim=2304, num_classes=97, max_seq_len=2304,
     regression_range=[(0, 4), (2, 8), (4, 16), (8, 32), (16, 64), (32, 10000)],
     fpn_type='identity', max_buffer_len_factor=4.0, n_mha_win_size=9,
     train_cfg=dict(init_loss_norm=250, clip_grad_l2norm=1.0, cls_prior_prob=0.01,

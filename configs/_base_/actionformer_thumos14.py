@@ -2,7 +2,6 @@
 _base_ = ['models/actionformer.py', 'datasets/thumos14_i3d.py',
           'schedules/adamw_warmup_cosine.py', 'default_runtime.py']
 model = dict(
-    input_dim=2048, num_classes=20, max_seq_len=2304,
     fpn_type='identity', max_buffer_len_factor=6.0, n_mha_win_size=19,
     train_cfg=dict(init_loss_norm=100, clip_grad_l2norm=1.0, cls_prior_prob=0.01,
                    center_sample='radius', center_sample_radius=1.5),

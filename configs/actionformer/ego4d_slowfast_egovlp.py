@@ -1,7 +1,7 @@
 # Ego4D-MQ, SlowFast + EgoVLP features concatenated (reference configs/ego4d_slowfast_egovlp.yaml).
 _base_ = ['../_base_/actionformer_ego4d.py']
-features = dict(feat_folder=['data/ego4d/slowfast_features', 'data/ego4d/egovlp_features'],
-                input_dim=2560, num_frames=32)
-train_dataset = features
-val_dataset = features
-model = dict(input_dim=2560, n_head=12, embd_dim=768, fpn_dim=768, head_dim=768)
+_features = dict(feat_folder=['data/ego4d/slowfast_features', 'data/ego4d/egovlp_features'],
+                 input_dim=2560, num_frames=32)
+train_dataset = _features
+val_dataset = _features
+model = dict(n_head=12, embd_dim=768, fpn_dim=768, head_dim=768)

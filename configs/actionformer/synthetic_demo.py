@@ -2,11 +2,11 @@
 # trains on a CPU in a few minutes; tools/demo_features.sh runs it end to end.
 _base_ = ['../_base_/models/actionformer.py', '../_base_/schedules/adamw_warmup_cosine.py',
           '../_base_/default_runtime.py']
-data_root = 'data/synthetic_features'
-synthetic = dict(
+_data_root = 'data/synthetic_features'
+_synthetic = dict(
     type='Thumos14FeatureDataset',
-    json_file=data_root + '/annotations.json',
-    feat_folder=data_root + '/features',
+    json_file=_data_root + '/annotations.json',
+    feat_folder=_data_root + '/features',
     file_ext='.npy',
     feat_stride=4,
     num_frames=16,
@@ -15,12 +15,11 @@ synthetic = dict(
     max_seq_len=256,
     input_dim=32,
     num_classes=4)
-train_dataset = dict(synthetic, split=['training'], is_training=True)
-val_dataset = dict(synthetic, split=['validation'], is_training=False)
-eval = dict(gt_json=data_root + '/annotations.json', subset='validation',
+train_dataset = dict(_synthetic, split=['training'], is_training=True)
+val_dataset = dict(_synthetic, split=['validation'], is_training=False)
+eval = dict(gt_json=_data_root + '/annotations.json', subset='validation',
             tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
 model = dict(
-    input_dim=32, num_classes=4, max_seq_len=256,
     backbone_arch=(2, 2, 4), n_head=4, n_mha_win_size=9,
     embd_dim=64, fpn_dim=64, head_dim=64,
     regression_range=[(0, 4), (4, 8), (8, 16), (16, 32), (32, 10000)],

@@ -5,31 +5,29 @@
 # by tools/data/extract_features.py --config configs/extract/demo_tiny.py.
 _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_cosine.py',
           '../_base_/default_runtime.py']
-window_size = 160
-data_root = 'data/synthetic/'
-ann_file = data_root + 'annotations.json'
+_data_root = 'data/synthetic/'
+_ann_file = _data_root + 'annotations.json'
 model = dict(
     keep_ratio=0.2,
     chunk_sampling='random',
-    membank=dict(template=data_root + 'membank_demo_tiny'),
+    membank=dict(template=_data_root + 'membank_demo_tiny'),
     backbone=dict(arch='demo', frozen_stages=-1, with_cp=False, drop_path_rate=0.0,
                   pretrained=None),
-    tcm=dict(out_channels=64, num_reductions=2, depth=1, num_heads=4, max_len=window_size // 8,
-             drop_path=0.0),
+    tcm=dict(out_channels=64, num_reductions=2, depth=1, num_heads=4, drop_path=0.0),
     detector=dict(
-        num_classes=3, max_seq_len=window_size // 8, backbone_arch=(2, 1, 2),
+        num_classes=3, backbone_arch=(2, 1, 2),
         regression_range=[(0, 4), (4, 8), (8, 10000)],
         n_head=4, embd_dim=64, fpn_dim=64, head_dim=64, head_num_layers=2,
         train_cfg=dict(init_loss_norm=20, droppath=0.0),
         test_cfg=dict(voting_thresh=0.7, max_seg_num=50, min_score=0.001)))
-common = dict(type='VideoDataset', ann_file=ann_file, data_prefix=data_root + 'videos',
-              chunk_size=32, window_size=window_size, fps=None)
-pipeline_common = dict(short_side=64, crop_size=56)
-train_dataset = dict(common, subset='training', mode='train',
-                     pipeline_cfg=dict(pipeline_common, min_coverage=0.75, photometric=False))
-val_dataset = dict(common, subset='validation', mode='test',
-                   pipeline_cfg=dict(pipeline_common, overlap=0.25))
-eval = dict(gt_json=ann_file, subset='validation', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
+_common = dict(type='VideoDataset', ann_file=_ann_file, data_prefix=_data_root + 'videos',
+               chunk_size=32, window_size=160, fps=None)
+_pipeline_common = dict(short_side=64, crop_size=56)
+train_dataset = dict(_common, subset='training', mode='train',
+                     pipeline_cfg=dict(_pipeline_common, min_coverage=0.75, photometric=False))
+val_dataset = dict(_common, subset='validation', mode='test',
+                   pipeline_cfg=dict(_pipeline_common, overlap=0.25))
+eval = dict(gt_json=_ann_file, subset='validation', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
 train_dataloader = dict(batch_size=4, num_workers=1, collate_fn='collate_video_windows')
 val_dataloader = dict(batch_size=1, num_workers=0, collate_fn='collate_video_windows')
 # the backbone learns slowly: most of each window comes from the bank, which must stay close

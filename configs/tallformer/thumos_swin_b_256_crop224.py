@@ -7,26 +7,23 @@
 #   4. tools/dist_trainval.sh configs/tallformer/thumos_swin_b_256_crop224.py 4
 _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_cosine.py',
           '../_base_/default_runtime.py']
-window_size = 480
-data_root = 'data/thumos/'
-ann_file = data_root + 'annotations/thumos14.json'
-pretrained = 'data/pretrained/swin_base_patch244_window877_kinetics400_22k.pth'
+_data_root = 'data/thumos/'
+_ann_file = _data_root + 'annotations/thumos14.json'
 model = dict(
     keep_ratio=0.15,
     membank=dict(template='data/thumos/membank/swin_b_15fps_256_crop224'),
     backbone=dict(arch='base', frozen_stages=2, with_cp=True, drop_path_rate=0.2,
-                  pretrained=pretrained),
-    tcm=dict(max_len=window_size // 8),
-    detector=dict(num_classes=20, max_seq_len=64))
-common = dict(type='VideoDataset', ann_file=ann_file, chunk_size=32, window_size=window_size,
-              backend='auto')
-train_dataset = dict(common, data_prefix=data_root + 'frames_15fps_256x256/validation',
+                  pretrained='data/pretrained/swin_base_patch244_window877_kinetics400_22k.pth'),
+    detector=dict(num_classes=20))  # tcm.max_len and detector.max_seq_len follow the window
+_common = dict(type='VideoDataset', ann_file=_ann_file, chunk_size=32, window_size=480,
+               backend='auto')
+train_dataset = dict(_common, data_prefix=_data_root + 'frames_15fps_256x256/validation',
                      subset='validation', mode='train',
                      pipeline_cfg=dict(short_side=256, crop_size=224, min_coverage=0.75))
-val_dataset = dict(common, data_prefix=data_root + 'frames_15fps_256x256/test', subset='test',
+val_dataset = dict(_common, data_prefix=_data_root + 'frames_15fps_256x256/test', subset='test',
                    mode='test', lazy_windows=True,
                    pipeline_cfg=dict(short_side=256, crop_size=224, overlap=0.25))
-eval = dict(gt_json=ann_file, subset='test', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
+eval = dict(gt_json=_ann_file, subset='test', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
 train_dataloader = dict(batch_size=4, num_workers=6, collate_fn='collate_video_windows')
 val_dataloader = dict(batch_size=1, num_workers=4, collate_fn='collate_video_windows')
 optimizer = dict(type='AdamW', lr=1e-4, weight_decay=0.05, lr_mult=dict(backbone=0.1))

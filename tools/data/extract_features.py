@@ -4,15 +4,15 @@
     torchrun --nproc_per_node 4 tools/data/extract_features.py --config CONFIG
     python tools/data/extract_features.py --config CONFIG --export-npy data/feats/swin_t
 
-Exit status 1 when any video failed (their names are listed), 2 when the job was refused
-(bad config, a bank made with other settings, a bank another job is writing), 130 on
+Exit status 1 when any video failed (their names are listed) or the config cannot be read,
+2 when the job was refused (a bad config section, a bank made with other settings, a bank
+another job is writing), 130 on
 Ctrl-C (what is complete is kept; the same command resumes).
 """
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
-
+from vedatad.engine.config_loader import add_cfg_options, load_config_or_exit
 from vedatad.engine.extract import (ExtractionInterrupted, dist_info, extract_features,
                                     format_summary)
 from vedatad.membank import BankError
@@ -22,8 +22,7 @@ from vedatad.utils.config_keys import ConfigKeyError
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', required=True)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config keys, e.g. bank.path=/tmp/bank')
+    add_cfg_options(parser, example='bank.path=/tmp/bank')
     parser.add_argument('--export-npy', metavar='DIR',
                         help='also write ActionFormer-style (T, C) float32 .npy per video')
     parser.add_argument('--no-progress', action='store_true')
@@ -32,9 +31,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    cfg = load_config_or_exit(args.config, args.cfg_options)
     try:
-        cfg = Config.fromfile(args.config)
-        cfg.merge_from_dict(args.cfg_options)
         summary = extract_features(cfg, export_npy=args.export_npy,
                                    progress=not args.no_progress)
     except ExtractionInterrupted as err:

@@ -9,7 +9,9 @@ File format::
 Only the videos of the requested subset are validated (a broken entry of another split does
 not block work on this one). Segments that end after the video's stated duration are real
 (THUMOS14 test has 26 of them); they are kept as given, as the official ActivityNet evaluator
-does, and reported in one warning.
+does, and reported in one warning. Zero-length segments (start == end, ActivityNet has a few)
+are kept as well for evaluation and counted in a warning; the training datasets drop them.
+A key given twice in one JSON object (two videos with one id) is an error.
 """
 import math
 import warnings
@@ -124,6 +126,7 @@ def _subset_of(video_id, entry, strict, report):
         raise AnnotationError(f'{report.path}: video {video_id!r}: field "subset": '
                               f'expected a string, got {subset!r}')
     report.dropped_videos.append(video_id)
+    report.malformed(video_id, 'subset', f'expected a string, got {subset!r}')
     return None
 
 
@@ -138,6 +141,11 @@ class _Report:
         self.past_end = 0
         self.past_end_videos = Counter()
         self.max_past_end = 0.0
+        self.zero_length_videos = Counter()
+        self.messages = []              # one line per malformed record (non-strict loads)
+
+    def malformed(self, video_id, field_name, reason):
+        self.messages.append(f'video {video_id!r}: field "{field_name}": {reason}')
 
     def emit(self):
         if self.bad or self.dropped_videos:
@@ -148,12 +156,26 @@ class _Report:
                 f'{len(self.dropped_videos)} malformed video(s)'
                 + (f' (e.g. {self.dropped_videos[0]!r})' if self.dropped_videos else ''),
                 AnnotationWarning, stacklevel=3)
+        for note in self.notes():
+            warnings.warn(note, AnnotationWarning, stacklevel=3)
+
+    def notes(self):
+        """Unusual but usable findings, one counted line each."""
+        lines = []
         if self.past_end:
             worst = self.past_end_videos.most_common(1)[0][0]
-            warnings.warn(
+            lines.append(
                 f'{self.path}: {self.past_end} segment(s) in {len(self.past_end_videos)} '
                 f'video(s) end after the video duration (at most {self.max_past_end:.2f} s '
-                f'past; most in {worst!r}); kept as given', AnnotationWarning, stacklevel=3)
+                f'past; most in {worst!r}); kept as given')
+        if self.zero_length_videos:
+            count = sum(self.zero_length_videos.values())
+            example = self.zero_length_videos.most_common(1)[0][0]
+            lines.append(
+                f'{self.path}: {count} zero-length segment(s) (start == end) in '
+                f'{len(self.zero_length_videos)} video(s) (e.g. {example!r}); kept for '
+                'evaluation, where they can never be matched; training drops them')
+        return lines
 
 
 def _load_video(video_id, entry, subset, strict, report) -> VideoAnnotation | None:
@@ -164,6 +186,7 @@ def _load_video(video_id, entry, subset, strict, report) -> VideoAnnotation | No
             raise AnnotationError(f'{report.path}: video {video_id!r}: field "{e.field_name}": '
                                   f'{e.reason}') from None
         report.dropped_videos.append(video_id)
+        report.malformed(video_id, e.field_name, e.reason)
         return None
     segments = []
     for i, ann in enumerate(entry['annotations']):
@@ -175,7 +198,10 @@ def _load_video(video_id, entry, subset, strict, report) -> VideoAnnotation | No
                                       f'"{e.field_name}": {e.reason}') from None
             report.bad[e.field_name.split('.')[-1]] += 1
             report.bad_videos.add(video_id)
+            report.malformed(video_id, e.field_name, e.reason)
             continue
+        if seg.end == seg.start:
+            report.zero_length_videos[video_id] += 1
         if seg.end > duration:
             report.past_end += 1
             report.past_end_videos[video_id] += 1
@@ -210,31 +236,79 @@ def load_annotations(path, subset=None, strict=True) -> dict[str, VideoAnnotatio
     return videos
 
 
-def build_label_map(videos: Iterable[VideoAnnotation]) -> dict[str, int]:
-    """Label name -> class index.
+def check_annotation_file(path):
+    """Every problem of an annotation file at once (for checkers, which report all problems
+    before any work): returns ``(videos, problems, notes)``: the well-formed records of every
+    subset, one line per malformed record or file-level error, and the counted
+    unusual-but-usable findings (segments past the end, zero-length segments); every line
+    names the file.
+    """
+    try:
+        database = _read_database(path)
+    except (AnnotationError, OSError) as err:
+        return {}, [str(err)], []
+    report = _Report(path)
+    videos = {}
+    for video_id, entry in database.items():
+        subset = _subset_of(video_id, entry, False, report)
+        if subset is None:
+            continue
+        video = _load_video(video_id, entry, subset, False, report)
+        if video is not None:
+            videos[video_id] = video
+    problems = [f'{path}: {line}' for line in report.messages]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', AnnotationWarning)
+            build_label_map(videos.values(), source=path)
+    except AnnotationError as err:
+        problems.append(str(err))
+    return videos, problems, report.notes()
 
-    Uses the files' ``label_id`` when every segment has one and names and ids correspond
-    one to one; otherwise (and then with a warning when ids were partly given or clash)
-    the sorted label names are numbered 0..K-1.
+
+def label_map_from_ids(pairs, source=None) -> dict[str, int]:
+    """Label name -> ``label_id`` from (label, label_id) pairs, sorted by id.
+
+    Ids must correspond one to one with names: two labels sharing an id, or a label with two
+    ids, is an AnnotationError naming them (training would silently merge or split classes).
     """
     ids_by_label, labels_by_id = {}, {}
-    missing_id = False
+    for label, label_id in pairs:
+        ids_by_label.setdefault(label, set()).add(label_id)
+        labels_by_id.setdefault(label_id, set()).add(label)
+    shared = {i: sorted(names) for i, names in labels_by_id.items() if len(names) > 1}
+    split = {name: sorted(ids) for name, ids in ids_by_label.items() if len(ids) > 1}
+    if shared or split:
+        lines = [f'label_id {i} is given to labels {names}' for i, names in sorted(shared.items())]
+        lines += [f'label {name!r} has label_ids {ids}' for name, ids in sorted(split.items())]
+        where = f'{source}: ' if source else ''
+        raise AnnotationError(f'{where}label_id does not correspond one to one with label '
+                              'names: ' + '; '.join(lines) + ' (give each label exactly one id)')
+    mapping = {label: next(iter(ids)) for label, ids in ids_by_label.items()}
+    return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
+
+
+def build_label_map(videos: Iterable[VideoAnnotation], source=None) -> dict[str, int]:
+    """Label name -> class index.
+
+    Uses the files' ``label_id`` when every segment has one (one to one with names, see
+    ``label_map_from_ids``). When only some segments have an id, the sorted label names are
+    numbered 0..K-1, with a warning giving the counts; likewise when none has one.
+    """
+    names, pairs, missing_id = set(), [], 0
     for video in videos:
         for seg in video.segments:
+            names.add(seg.label)
             if seg.label_id is None:
-                missing_id = True
+                missing_id += 1
             else:
-                ids_by_label.setdefault(seg.label, set()).add(seg.label_id)
-                labels_by_id.setdefault(seg.label_id, set()).add(seg.label)
-            ids_by_label.setdefault(seg.label, set())
-    consistent = (not missing_id and ids_by_label
-                  and all(len(v) == 1 for v in ids_by_label.values())
-                  and all(len(v) == 1 for v in labels_by_id.values()))
-    if consistent:
-        mapping = {label: next(iter(ids)) for label, ids in ids_by_label.items()}
-        return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
-    if labels_by_id:
-        warnings.warn('label_id is missing for some segments or does not correspond one to one '
-                      'with label names; numbering sorted label names instead',
+                pairs.append((seg.label, seg.label_id))
+    if pairs and not missing_id:
+        return label_map_from_ids(pairs, source)
+    if pairs:
+        label_map_from_ids(pairs, source)  # clashing ids are an error even when partial
+        where = f'{source}: ' if source else ''
+        warnings.warn(f'{where}label_id is given for {len(pairs)} segment(s) and missing for '
+                      f'{missing_id}; numbering sorted label names instead',
                       AnnotationWarning, stacklevel=2)
-    return {label: i for i, label in enumerate(sorted(ids_by_label))}
+    return {label: i for i, label in enumerate(sorted(names))}

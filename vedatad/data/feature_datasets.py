@@ -9,11 +9,15 @@ so seconds become steps as ``(t * fps - 0.5 * feat_num_frames) / feat_stride``.
 The four datasets differ only where the published settings differ: THUMOS14 (``.npy``, videos
 without a feature file skipped), ActivityNet-1.3 (``.npy``, duplicate ground truth removed,
 features resampled to a fixed length), EPIC-Kitchens-100 (``.npz`` holding ``feats``) and
-Ego4D-MQ (several feature folders concatenated along channels).
+Ego4D-MQ (several feature folders concatenated along channels). ``GenericFeatureDataset``
+(``generic_datasets.py``) is the one for your own features.
+
+Features are checked when loaded: shape (T, input_dim) and finite values (NaN / inf is an error
+naming the file and the video, in training and in validation alike).
 """
-import json
 import logging
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -21,6 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from ..registry import COLLATE_FUNCTIONS, DATASETS
+from .annotations import AnnotationError, label_map_from_ids
 from .feature_crop import crop_item
 
 logger = logging.getLogger(__name__)
@@ -103,13 +108,13 @@ class FeatureDataset(Dataset):
         return folders
 
     def feature_files(self, video_id):
-        name = self.file_prefix + video_id + self.file_ext
-        return [os.path.join(folder, name) for folder in self.feat_folders]
+        return feature_file_paths(self.feat_folders, self.file_prefix, video_id, self.file_ext)
 
     def _load_videos(self):
         """Videos of the split as plain dicts (segments in seconds) and the label map."""
         from .annotations import load_annotations
         database = _read_database(self.json_file)
+        check_splits(database, self.split, self.json_file)
         label_map = _label_map(database, self.json_file)
         self._check_num_classes(label_map)
         annotations = {}
@@ -142,13 +147,18 @@ class FeatureDataset(Dataset):
         logger.warning('skipped %d videos of split %s without feature files in %s (%s); '
                        '%d videos kept', len(missing), self.split, where, listed, num_kept)
 
+    def video_fps(self, ann):
+        """Frame rate of a video: ``default_fps`` when set (it overrides the annotation, as in
+        the release), else the annotation's ``fps``."""
+        return self.default_fps if self.default_fps is not None else ann.fps
+
     def _video_record(self, ann, label_map):
-        fps = self.default_fps if self.default_fps is not None else ann.fps
+        fps = self.video_fps(ann)
         if fps is None:
-            raise ValueError(f'{self.json_file}: video {ann.video_id} has no fps and the '
-                             'dataset has no default_fps')
+            raise ValueError(f'{self.json_file}: video {ann.video_id!r} has no "fps" and the '
+                             'dataset has no default_fps: add one of them')
         duration = ann.duration if ann.duration is not None else UNKNOWN_DURATION
-        segments = list(ann.segments)
+        segments = [s for s in ann.segments if s.end > s.start]  # zero-length: no target
         if self.remove_duplicates:
             segments = drop_duplicate_segments(segments)
         if segments:
@@ -170,19 +180,43 @@ class FeatureDataset(Dataset):
     def __len__(self):
         return len(self.videos)
 
+    def array_key(self, path):
+        """Name of the array inside a ``.npz`` feature file; None for ``.npy``."""
+        return None
+
     def load_features(self, video_id):
-        """(T, C) float32 array of one video."""
-        path = self.feature_files(video_id)[0]
-        return self._checked(video_id, path, _read_array(path, video_id))
+        """(T, C) float32 array of one video; several feature folders are concatenated on
+        channels (every file of a video must have the same length)."""
+        paths = self.feature_files(video_id)
+        dims = self.per_folder_dims()
+        arrays = [self._checked(video_id, p, _read_array(p, video_id, self.array_key(p)), d)
+                  for p, d in zip(paths, dims)]
+        if len(arrays) == 1:
+            return arrays[0]
+        lengths = {p: a.shape[0] for p, a in zip(paths, arrays)}
+        if len(set(lengths.values())) > 1:
+            raise FeatureFileError(f'video {video_id}: feature types differ in length: '
+                                   + ', '.join(f'{p}: {n}' for p, n in lengths.items()))
+        feats = np.concatenate(arrays, axis=1)
+        return self._checked(video_id, ' + '.join(paths), feats)
+
+    def per_folder_dims(self):
+        """Expected width of each folder's files; -1 where only the total can be checked."""
+        return folder_dims(self.input_dim, len(self.feat_folders))
 
     def _checked(self, video_id, path, feats, expected_dim=None):
+        if expected_dim == -1:
+            if feats.ndim != 2 or feats.shape[0] == 0:
+                raise FeatureFileError(f'video {video_id}: features in {path} have shape '
+                                       f'{feats.shape}, expected (T, C)')
+            return check_finite(feats.astype(np.float32), video_id, path)
         expected_dim = expected_dim if expected_dim is not None else _total_dim(self.input_dim)
         if feats.ndim != 2 or feats.shape[1] != expected_dim:
             raise FeatureFileError(f'video {video_id}: features in {path} have shape '
                                    f'{feats.shape}, expected (T, {expected_dim})')
         if feats.shape[0] == 0:
             raise FeatureFileError(f'video {video_id}: features in {path} are empty')
-        return feats.astype(np.float32)
+        return check_finite(feats.astype(np.float32), video_id, path)
 
     def __getitem__(self, idx):
         video = self.videos[idx]
@@ -216,21 +250,85 @@ class FeatureDataset(Dataset):
 
 
 def _read_database(json_file):
-    with open(json_file, encoding='utf-8') as f:
-        return json.load(f)['database']
+    from .annotations import _read_database as read_annotation_database
+    return read_annotation_database(json_file)
+
+
+def check_splits(database, splits, json_file):
+    """Every requested split must name videos of the file (a typo would train on nothing)."""
+    counts = {}
+    for entry in database.values():
+        subset = entry.get('subset') if isinstance(entry, dict) else None
+        if isinstance(subset, str):
+            counts[subset.lower()] = counts.get(subset.lower(), 0) + 1
+    unknown = [s for s in splits if s.lower() not in counts]
+    if unknown:
+        present = ', '.join(f'{name!r} ({n} videos)' for name, n in sorted(counts.items()))
+        raise AnnotationError(f'{json_file}: no video has subset {unknown} (the file has '
+                              f'{present or "no subsets"}); fix the dataset\'s split')
+    return counts
 
 
 def _label_map(database, json_file):
     """Label name -> id over every video of the file (all subsets), from ``label_id`` as the
-    release does; if some action has no ``label_id``, sorted names are numbered instead."""
-    actions = [act for entry in database.values() for act in entry.get('annotations', [])]
-    if all('label_id' in act for act in actions):
-        label_map = {}
-        for act in actions:
-            label_map[act['label']] = int(act['label_id'])
-        return dict(sorted(label_map.items(), key=lambda kv: kv[1]))
+    release does (one to one with names, else an error); if some action has no ``label_id``,
+    sorted names are numbered instead."""
+    actions = [act for entry in database.values() if isinstance(entry, dict)
+               for act in (entry.get('annotations') or []) if isinstance(act, dict)]
+    if actions and all('label_id' in act for act in actions):
+        return label_map_from_ids(((act.get('label'), int(act['label_id'])) for act in actions),
+                                  json_file)
     from .annotations import build_label_map, load_annotations
-    return build_label_map(load_annotations(json_file, strict=False).values())
+    return build_label_map(load_annotations(json_file, strict=False).values(), json_file)
+
+
+def check_finite(feats, video_id, path):
+    """``feats`` unchanged when every value is finite, else FeatureFileError naming the file."""
+    finite = np.isfinite(feats)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        step, channel = (int(x) for x in bad[0][:2])
+        raise FeatureFileError(
+            f'video {video_id}: features in {path} hold {len(bad)} NaN/inf value(s) (first at '
+            f'step {step}, channel {channel}); the file is corrupt or came from a failed '
+            'extraction: extract it again')
+    return feats
+
+
+def read_feature_shape(path, key=None):
+    """Shape of the array stored in a ``.npy`` file (or array ``key`` of a ``.npz``), from the
+    header only: no data is read. Raises FeatureFileError naming the file."""
+    try:
+        if key is None:
+            return tuple(np.load(path, mmap_mode='r').shape)
+        with zipfile.ZipFile(path) as archive:
+            names = [n[:-4] for n in archive.namelist() if n.endswith('.npy')]
+            if key not in names:
+                raise FeatureFileError(f'{path} has no array {key!r} (found {names})')
+            with archive.open(key + '.npy') as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                return tuple(read_header(member)[0])
+    except FeatureFileError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise FeatureFileError(f'cannot read features {path}: {err}') from err
+
+
+def feature_file_paths(folders, prefix, video_id, ext):
+    """The feature file of ``video_id`` in each folder: ``<folder>/<prefix><id><ext>``."""
+    name = (prefix or '') + video_id + ext
+    return [os.path.join(folder, name) for folder in folders]
+
+
+def folder_dims(input_dim, num_folders):
+    """Expected width of each folder's files; -1 where only the total can be checked."""
+    if isinstance(input_dim, (list, tuple)) and len(input_dim) == num_folders:
+        return list(input_dim)
+    if num_folders == 1:
+        return [_total_dim(input_dim)]
+    return [-1] * num_folders
 
 
 def _total_dim(input_dim):
@@ -275,9 +373,8 @@ class EpicKitchensFeatureDataset(FeatureDataset):
             raise ValueError(f'{self.json_file}: {len(label_map)} classes in the annotations, '
                              f'more than num_classes={self.num_classes}')
 
-    def load_features(self, video_id):
-        path = self.feature_files(video_id)[0]
-        return self._checked(video_id, path, _read_array(path, video_id, key='feats'))
+    def array_key(self, path):
+        return 'feats'
 
 
 @DATASETS.register_module()
@@ -289,34 +386,6 @@ class Ego4DFeatureDataset(FeatureDataset):
     channel count or, per feature type, a list (then each file's width is checked).
     """
     tiou_thresholds = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-    def load_features(self, video_id):
-        paths = self.feature_files(video_id)
-        dims = self._per_folder_dims()
-        arrays = [self._checked(video_id, p, _read_array(p, video_id), d)
-                  for p, d in zip(paths, dims)]
-        lengths = {p: a.shape[0] for p, a in zip(paths, arrays)}
-        if len(set(lengths.values())) > 1:
-            raise FeatureFileError(f'video {video_id}: feature types differ in length: '
-                                   + ', '.join(f'{p}: {n}' for p, n in lengths.items()))
-        feats = np.concatenate(arrays, axis=1)
-        return self._checked(video_id, ' + '.join(paths), feats)
-
-    def _per_folder_dims(self):
-        per_type = isinstance(self.input_dim, (list, tuple))
-        if per_type and len(self.input_dim) == len(self.feat_folders):
-            return list(self.input_dim)
-        if len(self.feat_folders) == 1:
-            return [_total_dim(self.input_dim)]
-        return [-1] * len(self.feat_folders)  # only the concatenation can be checked
-
-    def _checked(self, video_id, path, feats, expected_dim=None):
-        if expected_dim == -1:
-            if feats.ndim != 2 or feats.shape[0] == 0:
-                raise FeatureFileError(f'video {video_id}: features in {path} have shape '
-                                       f'{feats.shape}, expected (T, C)')
-            return feats.astype(np.float32)
-        return super()._checked(video_id, path, feats, expected_dim)
 
 
 @DATASETS.register_module()

@@ -100,6 +100,10 @@ def generate_synthetic_features(out_dir, spec=SyntheticFeatureSpec(), overwrite=
         feats, actions = _video(rng, patterns, spec)
         _save_npy(os.path.join(out_dir, 'features', video_id + '.npy'), feats)
         database[video_id] = _annotation(len(feats), actions, subset, spec)
+    # what a generic feature dataset needs to know about the files (stride, clip, rate, size)
+    atomic_write_json(os.path.join(out_dir, 'features', 'features_info.json'), dict(
+        feat_dim=spec.feat_dim, feat_stride=spec.feat_stride, feat_num_frames=spec.num_frames,
+        fps=spec.fps, backbone='synthetic'), indent=2)
     atomic_write_json(ann_path, {'version': FORMAT_VERSION, 'synthetic_spec': asdict(spec),
                                  'database': database}, indent=1)
     return ann_path
@@ -113,4 +117,5 @@ def _is_complete(ann_path, spec):
     if content.get('synthetic_spec') != asdict(spec):
         return False
     folder = os.path.join(os.path.dirname(ann_path), 'features')
-    return all(os.path.isfile(os.path.join(folder, vid + '.npy')) for vid in content['database'])
+    return os.path.isfile(os.path.join(folder, 'features_info.json')) and all(
+        os.path.isfile(os.path.join(folder, vid + '.npy')) for vid in content['database'])

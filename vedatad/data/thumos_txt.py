@@ -109,9 +109,8 @@ def thumos_to_activitynet(anno_root, mode, durations=None):
 
 def load_durations(path):
     """{video_id: seconds} from a plain mapping or an ActivityNet JSON ("database")."""
-    import json
-    with open(path) as f:
-        data = json.load(f)
+    from ..utils.io import read_json
+    data = read_json(path)
     if isinstance(data, dict) and isinstance(data.get('database'), dict):
         return {k: v.get('duration') for k, v in data['database'].items()}
     if not isinstance(data, dict):

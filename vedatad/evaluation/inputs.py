@@ -7,9 +7,10 @@ Conventions (the official ActivityNet evaluator's, unless said otherwise):
   when ``ignore_unknown_labels``); labels known to the file but without instances in the
   evaluated subset are not evaluated classes, so their predictions are ignored (warning);
 - a video id may carry the YouTube ``v_`` prefix on one side only; such ids are matched
-  (warning with the count).
+  (warning with the count);
+- a detection ending before it starts (t1 < t0) is an error naming the video and the entry;
+  a video id given twice in one file is an error (``read_json``).
 """
-import json
 import warnings
 from dataclasses import dataclass
 from itertools import chain
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vedatad.data.annotations import VideoAnnotation, load_annotations
+from vedatad.data.annotations import AnnotationError, VideoAnnotation, load_annotations
+from vedatad.utils.io import read_json
 
 from .results import ResultsError, load_results
 
@@ -57,8 +59,7 @@ def load_ground_truth(ground_truth, subset=None):
     """-> (videos of the subset, labels known anywhere in the source)."""
     if isinstance(ground_truth, (str, Path)):
         videos = load_annotations(ground_truth, subset=subset)
-        with open(ground_truth, encoding='utf-8') as f:
-            database = json.load(f)['database']
+        database = read_json(ground_truth, AnnotationError)['database']
         known = {ann['label'] for v in database.values() if isinstance(v, dict)
                  for ann in (v.get('annotations') or [])
                  if isinstance(ann, dict) and isinstance(ann.get('label'), str)}
@@ -140,7 +141,22 @@ def _flatten(results, source):
         for vid, dets in zip(ids, per_video):
             _check_video(vid, dets, source)
         raise ResultsError(f'{source}: malformed detections')
+    _check_order(segs, ids, counts, source)
     return ids, counts, labels, scores, segs
+
+
+def _check_order(segs, ids, counts, source):
+    """A detection that ends before it starts has no meaning (swapped columns?): name it."""
+    reversed_ = np.flatnonzero(segs[:, 1] < segs[:, 0])
+    if reversed_.size == 0:
+        return
+    first = int(reversed_[0])
+    ends = np.cumsum(counts)
+    video = int(np.searchsorted(ends, first, side='right'))
+    entry = first - (int(ends[video - 1]) if video else 0)
+    raise ResultsError(f'{source}: video {ids[video]!r}: detection {entry}: segment '
+                       f'{segs[first].tolist()} ends before it starts ({reversed_.size} such '
+                       'detection(s) in the file); expected [t0, t1] with t0 <= t1')
 
 
 def _check_video(video_id, dets, source):

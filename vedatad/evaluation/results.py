@@ -1,7 +1,8 @@
 """ActivityNet submission JSON:
 ``{"version", "results": {video_id: [detection]}, "external_data"}``.
 
-A detection is ``{"label": str, "score": float, "segment": [t0, t1]}`` with times in seconds.
+A detection is ``{"label": str, "score": float, "segment": [t0, t1]}`` with times in seconds,
+t0 <= t1. A video id given twice in a file is an error (``read_json``), not a silent merge.
 """
 import json
 import math
@@ -38,9 +39,12 @@ def _plain_detection(det, where):
     seg = det['segment']
     if len(seg) != 2:
         raise ResultsError(f'{where}.segment: expected [t0, t1], got {seg!r}')
+    t0 = _plain_float(seg[0], f'{where}.segment[0]')
+    t1 = _plain_float(seg[1], f'{where}.segment[1]')
+    if t1 < t0:
+        raise ResultsError(f'{where}.segment: {[t0, t1]} ends before it starts')
     return {'label': det['label'], 'score': _plain_float(det['score'], f'{where}.score'),
-            'segment': [_plain_float(seg[0], f'{where}.segment[0]'),
-                        _plain_float(seg[1], f'{where}.segment[1]')]}
+            'segment': [t0, t1]}
 
 
 def save_results(path, results: dict, external_data=None):

@@ -158,11 +158,38 @@ def atomic_torch_save(obj, path):
     atomic_write_bytes(path, buf.getvalue())
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs):
+    """``object_pairs_hook`` that refuses a key twice in one object (``json.load`` would keep
+    the last one silently: two videos with one id, two fields with one name)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # rare: find the repeated key for the message
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def read_json(path, error_cls=ValueError):
-    """Parse a JSON file; invalid JSON raises ``error_cls`` naming the file."""
+    """Parse a JSON file; invalid, truncated or non-UTF-8 JSON and a key repeated in one
+    object raise ``error_cls`` naming the file (and the key or position)."""
     path = Path(path)
     try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
+        with open(path, encoding='utf-8-sig') as f:  # a byte-order mark is tolerated
+            return json.load(f, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as e:
+        raise error_cls(f'{path}: the key {e.key!r} appears twice in one JSON object '
+                        '(a video id or field given twice); keep one') from None
+    except UnicodeDecodeError as e:
+        raise error_cls(f'{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file '
+                        'as UTF-8') from None
     except json.JSONDecodeError as e:
-        raise error_cls(f'{path}: not valid JSON ({e})') from e
+        hint = ' (the file ends early: truncated?)' if e.pos >= len(e.doc.rstrip()) else ''
+        raise error_cls(f'{path}: not valid JSON ({e}){hint}') from e

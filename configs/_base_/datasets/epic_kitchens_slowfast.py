@@ -1,7 +1,7 @@
 # EPIC-Kitchens-100 with SlowFast features: data/epic_kitchens/features/<video>.npz (key
 # 'feats', T x 2304); verb or noun annotations in data/epic_kitchens/annotations/.
 # Experiment configs set json_file / num_classes for verbs or nouns.
-epic_common = dict(
+_epic_common = dict(
     type='EpicKitchensFeatureDataset',
     json_file='data/epic_kitchens/annotations/epic_kitchens_100_verb.json',
     feat_folder='data/epic_kitchens/features',
@@ -17,7 +17,7 @@ epic_common = dict(
     input_dim=2304,
     num_classes=97,
     force_upsampling=False)
-train_dataset = dict(epic_common, split=['training'], is_training=True)
-val_dataset = dict(epic_common, split=['validation'], is_training=False)
+train_dataset = dict(_epic_common, split=['training'], is_training=True)
+val_dataset = dict(_epic_common, split=['validation'], is_training=False)
 eval = dict(gt_json='data/epic_kitchens/annotations/epic_kitchens_100_verb.json',
             subset='validation', tiou_thresholds=[0.1, 0.2, 0.3, 0.4, 0.5])

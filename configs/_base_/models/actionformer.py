@@ -1,6 +1,6 @@
 # ActionFormer with the reference release's defaults (libs/core/config.py); experiment
-# configs override what their YAML sets. input_dim / num_classes / max_seq_len must match
-# the dataset.
+# configs override what their YAML sets. input_dim / num_classes / max_seq_len are not set
+# here: the model takes them from the dataset section (vedatad/engine/config_resolve.py).
 model = dict(
     type='ActionFormer',
     backbone_type='convTransformer',
@@ -23,9 +23,6 @@ model = dict(
     max_buffer_len_factor=6.0,
     use_abs_pe=False,
     use_rel_pe=False,
-    input_dim=2304,
-    num_classes=97,
-    max_seq_len=2304,
     train_cfg=dict(
         center_sample='radius',
         center_sample_radius=1.5,

@@ -1,5 +1,7 @@
 # TALLFormer: Video Swin on 32-frame chunks + long-term memory bank + Temporal Consistency
 # Module + the ActionFormer detector. Experiment configs set the backbone, window and data.
+# tcm.max_len, detector.max_seq_len and detector.num_classes follow from the dataset (its
+# window_size and labels; vedatad/engine/config_resolve.py) unless set.
 model = dict(
     type='TALLFormer',
     chunk_size=32,
@@ -13,7 +15,7 @@ model = dict(
     backbone=dict(type='VideoSwin', arch='base', frozen_stages=2, with_cp=True,
                   drop_path_rate=0.2, pretrained=None),
     tcm=dict(type='TemporalConsistencyModule', out_channels=512, num_reductions=2, depth=3,
-             num_heads=16, max_len=64, drop_path=0.1),
+             num_heads=16, drop_path=0.1),
     detector=dict(
         type='ActionFormer',
         backbone_type='convTransformer', fpn_type='identity',
@@ -25,7 +27,6 @@ model = dict(
         fpn_dim=512, fpn_with_ln=True, fpn_start_level=0,
         head_dim=512, head_kernel_size=3, head_num_layers=3, head_with_ln=True,
         max_buffer_len_factor=1.0, use_abs_pe=False, use_rel_pe=False,
-        num_classes=20, max_seq_len=64,
         train_cfg=dict(center_sample='radius', center_sample_radius=1.5, loss_weight=1.0,
                        cls_prior_prob=0.01, init_loss_norm=100, clip_grad_l2norm=1.0,
                        head_empty_cls=[], dropout=0.0, droppath=0.1, label_smoothing=0.0),

@@ -42,17 +42,26 @@ def _merge_cfg(defaults, cfg, name):
     return merge_section(f'model.{name}', defaults, cfg)
 
 
+def _seq_len_multiple(fpn_strides, win_sizes):
+    """(needs per level, their least common multiple): every input length must be a multiple
+    of each level's stride x local window, i.e. of the lcm."""
+    # zip as the reference does (strides from fpn_start_level, windows from level 0)
+    needs = [stride * (win // 2) * 2 if win > 1 else stride
+             for stride, win in zip(fpn_strides, win_sizes)]
+    return needs, math.lcm(*needs)
+
+
 def _max_div_factor(max_seq_len, fpn_strides, win_sizes):
     """Every input length must be a multiple of this (stride x local window per level)."""
-    factor = 1
-    # zip as the reference does (strides from fpn_start_level, windows from level 0)
-    for stride, win in zip(fpn_strides, win_sizes):
-        need = stride * (win // 2) * 2 if win > 1 else stride
-        if max_seq_len % need != 0:
-            raise ValueError(f'max_seq_len {max_seq_len} must be divisible by pyramid stride '
-                             f'x window {need} (n_mha_win_size={list(win_sizes)})')
-        factor = max(factor, need)
-    return factor
+    needs, multiple = _seq_len_multiple(fpn_strides, win_sizes)
+    if max_seq_len % multiple != 0:
+        below = max_seq_len // multiple * multiple
+        valid = ([below] if below else []) + [below + multiple]
+        raise ValueError(
+            f'max_seq_len {max_seq_len} must be divisible by {multiple} (pyramid strides '
+            f'{list(fpn_strides)} x local windows n_mha_win_size={list(win_sizes)} need '
+            f'{needs}); nearest valid values: {" or ".join(map(str, valid))}')
+    return max(needs)
 
 
 @MODELS.register_module()
