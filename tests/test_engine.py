@@ -39,7 +39,7 @@ def tiny_cfg(tiny_data, **train_cfg):
         'val_dataset.json_file': json_file, 'val_dataset.feat_folder': folder,
         'eval.gt_json': json_file, 'train_dataloader.batch_size': 2,
         'model.max_seq_len': 128, 'train_dataset.max_seq_len': 128,
-        'val_dataset.max_seq_len': 128, 'scheduler.warmup_epochs': 1, 'scheduler.epochs': 2,
+        'val_dataset.max_seq_len': 128, 'scheduler.warmup_epochs': 1,
     })
     cfg.merge_from_dict({f'train_cfg.{k}': v for k, v in
                          dict(dict(epochs=2, ckpt_interval=1), **train_cfg).items()})
@@ -57,7 +57,7 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
     straight = str(tmp_path / 'straight')
     Trainer(tiny_cfg(tiny_data), straight).run()
     split = str(tmp_path / 'split')
-    Trainer(tiny_cfg(tiny_data, epochs=1), split).run()
+    Trainer(tiny_cfg(tiny_data, early_stop_epochs=1), split).run()
     assert not os.path.exists(os.path.join(split, 'epoch_002.pth.tar'))
     Trainer(tiny_cfg(tiny_data), split, resume='auto').run()
     a = load_checkpoint(os.path.join(straight, 'epoch_002.pth.tar'))
@@ -94,7 +94,7 @@ def _lrs(kind, num_steps, **cfg):
 
 
 def test_warmup_cosine_schedule():
-    lrs = _lrs('cosine', 60, warmup_epochs=2, epochs=4, eta_min=0.0)
+    lrs = _lrs('cosine', 60, warmup_epochs=2, total_epochs=6, eta_min=0.0)
     # linear ramp reaching the base rate at the last warm-up step (divides by steps - 1)
     assert lrs[0] == 0.0 and lrs[1] == pytest.approx(1 / 19)
     assert lrs[19] == pytest.approx(1.0) and lrs[20] == pytest.approx(1.0)
@@ -104,7 +104,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_warmup_multistep_schedule():
-    lrs = _lrs('multistep', 50, warmup_epochs=1, epochs=4, steps=[1, 3], gamma=0.1)
+    lrs = _lrs('multistep', 50, warmup_epochs=1, total_epochs=5, steps=[1, 3], gamma=0.1)
     assert lrs[9] == pytest.approx(1.0)
     assert lrs[19] == pytest.approx(1.0) and lrs[20] == pytest.approx(0.1)
     assert lrs[39] == pytest.approx(0.1) and lrs[40] == pytest.approx(0.01)
