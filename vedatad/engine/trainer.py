@@ -16,7 +16,8 @@ run refuses a work dir holding an earlier run unless ``overwrite`` (moved aside)
 temporary checkpoint files are removed; ``load_from`` loads initial weights (fine-tuning;
 optimiser, schedule, epoch and EMA start fresh, the EMA from the loaded weights);
 ``resume`` restores everything and keeps the checkpoint's schedule. Ctrl-C (or SIGTERM) stops
-with ``TrainingInterrupted`` naming the last checkpoint.
+after the current iteration with ``TrainingInterrupted`` naming the last checkpoint (a second
+Ctrl-C at once).
 """
 import contextlib
 import math
@@ -53,6 +54,10 @@ from .workdir import (WorkDirInUseError, earlier_run, move_aside, move_work_dir_
 
 class ResumeError(ValueError):
     """A checkpoint that cannot be resumed with this config; the message says why."""
+
+
+class _StopRequested(Exception):
+    """Internal: a stop signal arrived; raised between iterations."""
 
 
 class TrainingInterrupted(Exception):
@@ -302,12 +307,14 @@ class Trainer:
             self.logger.info(f'nothing to train: the checkpoint already completed {stop} epochs')
         self._where = f'epoch {self.start_epoch + 1}'
         try:
-            with self._sigterm_as_interrupt():
+            with self._stop_on_signals():
                 for epoch in range(self.start_epoch, stop):
                     self.train_epoch(epoch)
                     if (epoch + 1) % self.tcfg['ckpt_interval'] == 0 or epoch + 1 == stop:
                         self.save(epoch + 1)
-        except KeyboardInterrupt:
+                    if epoch + 1 < stop:
+                        self._check_stop()
+        except (KeyboardInterrupt, _StopRequested):
             raise TrainingInterrupted(self.work_dir, find_latest(self.work_dir),
                                       self._where) from None
         finally:
@@ -318,16 +325,34 @@ class Trainer:
         return self.work_dir
 
     @contextlib.contextmanager
-    def _sigterm_as_interrupt(self):
-        """SIGTERM (a scheduler or torchrun stopping the job) stops like Ctrl-C."""
+    def _stop_on_signals(self):
+        """Ctrl-C / SIGTERM ask the loop to stop after the current iteration (an exception
+        raised at an arbitrary point could leave a lock held or a write half done); a second
+        Ctrl-C stops at once."""
+        self._stop_signal = None
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+        def request_stop(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(signum).name
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _check_stop(self):
+        """All ranks agree whether to stop (one rank leaving would hang the others)."""
+        requested = getattr(self, '_stop_signal', None) is not None
+        if self.info.distributed:
+            requested = dist_utils.any_true(requested, self.info.device)
+        if requested:
+            raise _StopRequested
 
     def train_epoch(self, epoch):
         self.model.train()
@@ -345,12 +370,14 @@ class Trainer:
                 self._where = f'epoch {epoch + 1} iteration {it}'
                 losses = self.train_step(batch, global_iter, self._where)
                 if losses is None:
+                    self._check_stop()
                     continue
                 count += 1
                 for k, v in losses.items():
                     sums[k] += v
                 bar.set_postfix(loss=f'{losses["final_loss"]:.3f}')
                 self._log_iter(epoch, it, global_iter, losses)
+                self._check_stop()
         finally:
             bar.close()
         averages = {k: v / max(count, 1) for k, v in sums.items()}
