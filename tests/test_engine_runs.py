@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -377,3 +378,119 @@ def test_checkpoint_records_what_inference_needs(trained):
                             'force_upsampling': False}
     assert 'ActionFormer' in meta['config'] and 'train_cfg' in meta['config']
     assert meta['schedule']['epochs'] == 2 and meta['iters_per_epoch'] == 4
+
+
+# ------------------------------------------------------------------ A2: evaluation per protocol
+
+def test_test_py_counts_a_duplicated_instance_once_eval_detections_twice(tiny_data, trained,
+                                                                          tmp_path):
+    import warnings
+
+    from test_evaluation import loop_evaluate, release_clean
+
+    from vedatad.data.annotations import load_annotations
+    json_file, _ = tiny_data
+    content = json.loads(open(json_file).read())
+    val = [v for v in content['database'].values() if v['subset'] == 'validation']
+    val[0]['annotations'].append(dict(val[0]['annotations'][0]))  # one duplicated instance
+    gt = tmp_path / 'gt_dup.json'   # (no space: --cfg-options drops them)
+    gt.write_text(json.dumps(content))
+    # a detector that reports the annotated actions, shifted a little, plus false alarms
+    (tmp_path / 'oracle_probe.py').write_text(ORACLE_MODULE)
+    cfg = tiny_cfg(tiny_data)
+    cfg.model = dict(type='OracleDetector')
+    cfg.custom_imports = dict(imports=['oracle_probe'], allow_failed_imports=False)
+    cfg_path = _dump(cfg, tmp_path / 'cfg.py')
+    ckpt = str(tmp_path / 'oracle.pth.tar')
+    torch.save({'epoch': 1, 'state_dict': {'scale': torch.ones(1)},
+                'state_dict_ema': {'scale': torch.ones(1)}}, ckpt)
+    det, ours = tmp_path / 'det.json', tmp_path / 'test_metrics.json'
+    env = dict(ENV, PYTHONPATH=os.pathsep.join([REPO, str(tmp_path)]))
+    proc = subprocess.run([sys.executable, TEST, cfg_path, ckpt, '--out', str(det), '--metrics',
+                           str(ours), '--cfg-options', f'eval.gt_json={gt}'],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    anet = tmp_path / 'anet_metrics.json'
+    proc = _run([os.path.join(REPO, 'tools', 'eval_detections.py'), str(gt), str(det),
+                 '--subset', 'validation', '--tiou-thresholds', '0.3,0.4,0.5,0.6,0.7', '--json',
+                 str(anet)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours, anet = json.loads(ours.read_text()), json.loads(anet.read_text())
+    results = json.loads(det.read_text())['results']
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        videos = load_annotations(str(gt), subset='validation')
+    tious = [0.3, 0.4, 0.5, 0.6, 0.7]   # as the config gives them
+    assert ours['tious'] == anet['tious'] == tious
+    # test.py: the release's number (duplicate removed); eval_detections: ActivityNet's
+    release = loop_evaluate(release_clean(videos), _release_relabelled(results, videos), tious)
+    activitynet = loop_evaluate(videos, results, tious)
+    assert ours['mAP'] == pytest.approx(release['mAP'], abs=1e-12)
+    assert anet['mAP'] == pytest.approx(activitynet['mAP'], abs=1e-12)
+    assert ours['ground_truth']['removed_instances'] == 1
+    assert abs(ours['average_mAP'] - anet['average_mAP']) > 1e-4
+
+
+ORACLE_MODULE = '''
+import torch
+from torch import nn
+from vedatad.registry import MODELS
+
+
+@MODELS.register_module()
+class OracleDetector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, batch, mode='predict'):
+        out = []
+        for item in batch:
+            steps = item['segments'] if item['segments'] is not None else torch.zeros(0, 2)
+            secs = (steps * item['feat_stride'] + 0.5 * item['feat_num_frames']) / item['fps']
+            n = len(secs)
+            shift = torch.linspace(-0.3, 0.3, max(n, 1))[:n, None]
+            alarms = torch.tensor([[1.0, 2.0], [5.0, 9.0]])
+            segs = torch.cat([secs + shift, alarms])
+            scores = torch.cat([0.9 - 0.05 * torch.arange(n), torch.tensor([0.8, 0.3])])
+            labels = torch.cat([item['labels'] if n else torch.zeros(0, dtype=torch.long),
+                                torch.tensor([0, 1])])
+            out.append({'video_id': item['video_id'], 'segments': segs, 'scores': scores,
+                        'labels': labels})
+        return out
+'''
+
+
+def _release_relabelled(results, videos):
+    """Detections of classes without ground truth in the subset moved as the release does
+    (independent of vedatad: label names are 'action_<id>')."""
+    ids = sorted({int(s.label.split('_')[1]) for v in videos.values() for s in v.segments})
+    out = {}
+    for vid, dets in results.items():
+        out[vid] = []
+        for d in dets:
+            i = int(d['label'].split('_')[1])
+            if i in ids:
+                out[vid].append(d)
+            elif i < len(ids):
+                out[vid].append(dict(d, label=f'action_{ids[i]}'))
+    return out
+
+
+def test_default_thresholds_are_the_release_linspace_of_the_family():
+    from mmengine.config import Config
+
+    from vedatad.engine.testing import evaluation_cfg
+    cfg = Config(dict(eval=dict(gt_json='gt.json', subset='test')))
+    for name, expected in [('Thumos14FeatureDataset', np.linspace(0.3, 0.7, 5)),
+                           ('ActivityNetFeatureDataset', np.linspace(0.5, 0.95, 10)),
+                           ('EpicKitchensFeatureDataset', np.linspace(0.1, 0.5, 5)),
+                           ('Ego4DFeatureDataset', np.linspace(0.1, 0.5, 5))]:
+        dataset = type(name, (), {'tiou_thresholds': (0.3, 0.5)})()
+        ev = evaluation_cfg(cfg, dataset)
+        assert ev['tiou_thresholds'] == expected.tolist(), name   # bit for bit
+        assert ev['protocol'] == 'actionformer'
+    cfg = Config(dict(eval=dict(gt_json='gt.json', tiou_thresholds='0.5:0.95:10',
+                                protocol='activitynet')))
+    ev = evaluation_cfg(cfg, type('VideoDataset', (), {'subset': 'validation'})())
+    assert ev['subset'] == 'validation' and len(ev['tiou_thresholds']) == 10
