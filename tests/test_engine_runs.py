@@ -2,6 +2,7 @@
 broken checkpoints, work-dir ownership (--resume / --overwrite), Ctrl-C, resumed schedules,
 load_from, what checkpoints record."""
 import json
+import math
 import os
 import pickle
 import signal
@@ -301,11 +302,16 @@ def test_resume_refuses_another_schedule(tiny_data, tmp_path):
     cfg.optimizer.lr = 0.5
     with pytest.raises(ResumeError, match='base_lrs'):
         Trainer(cfg, work, resume='auto')
+    Trainer(tiny_cfg(tiny_data, epochs=3, early_stop_epochs=2), work, resume='auto').run()
+    # another batch size (as another number of processes): the schedule goes on in epochs
     cfg = tiny_cfg(tiny_data, epochs=3)
     cfg.train_dataloader.batch_size = 4
-    with pytest.raises(ResumeError, match='iterations per epoch'):
-        Trainer(cfg, work, resume='auto')
-    Trainer(tiny_cfg(tiny_data, epochs=3), work, resume='auto').run()   # same plan: fine
+    Trainer(cfg, work, resume='auto').run()
+    lrs = [r['lr'][0] for r in read_scalars(work)]
+    assert len(lrs) == 4 + 4 + 2
+    span = 3 - 1   # epochs after the warm-up epoch
+    expected = 1e-8 + 0.5 * (1e-3 - 1e-8) * (1 + math.cos(math.pi * 1.5 / span))
+    assert lrs[-1] == pytest.approx(expected)   # epoch 3, its second half, at 2 iterations
 
 
 # ------------------------------------------------------------------ A3: load_from

@@ -5,9 +5,9 @@ Each line: ``epoch`` (1-based), ``iter`` (0-based inside the epoch), ``global_it
 ``optimizer.param_groups`` order), then every loss the model returned (``final_loss``,
 ``cls_loss``, ...) as floats. A skipped (non-finite) step has no line.
 
-A fresh run starts the file anew; a resumed run first drops the lines at or after the
-iteration it resumes from (a run killed after its last checkpoint logged iterations that the
-resumed run repeats), so the file always describes one straight run.
+A fresh run starts the file anew; a resumed run first drops the lines of the epochs after its
+checkpoint (a run killed after its last checkpoint logged iterations that the resumed run
+repeats), so the file always describes one straight run.
 """
 import json
 import os
@@ -18,13 +18,13 @@ SCALARS_FILE = 'scalars.jsonl'
 
 
 class ScalarLog:
-    def __init__(self, work_dir, start_iter=0):
+    def __init__(self, work_dir, start_epoch=0):
         self.path = os.path.join(work_dir, SCALARS_FILE)
-        kept = self._lines_before(start_iter) if start_iter > 0 else []
+        kept = self._lines_until(start_epoch) if start_epoch > 0 else []
         atomic_write_text(self.path, ''.join(kept))
         self._file = open(self.path, 'a', encoding='utf-8')
 
-    def _lines_before(self, start_iter):
+    def _lines_until(self, start_epoch):
         if not os.path.isfile(self.path):
             return []
         kept = []
@@ -34,7 +34,7 @@ class ScalarLog:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     break  # a line torn by a kill: nothing after it was written
-                if record.get('global_iter', -1) >= start_iter:
+                if record.get('epoch', 0) > start_epoch:
                     break
                 kept.append(line if line.endswith('\n') else line + '\n')
         return kept

@@ -183,8 +183,7 @@ class Trainer:
             self.raw_model.setup_work_dir(self.work_dir, self.resume_path is not None, info.rank)
         self.model = self._wrap(self.raw_model)
         self.writer = self._tensorboard()
-        self.scalars = ScalarLog(self.work_dir, self.start_epoch * self.iters_per_epoch) \
-            if info.is_main else None
+        self.scalars = ScalarLog(self.work_dir, self.start_epoch) if info.is_main else None
 
     def _claim_run_state(self):
         """The model's run state (e.g. a working memory bank) of an earlier run is not reused
@@ -256,16 +255,12 @@ class Trainer:
 
     def _check_resumed_schedule(self, path, planned, saved, meta, epoch):
         """A resumed run keeps the checkpoint's schedule: the same plan continues exactly;
-        more epochs (cosine) run on at the schedule's end value; anything else is refused."""
+        more epochs (cosine) run on at the schedule's end value; anything else is refused.
+        Another number of processes continues the same schedule in epochs."""
         saved_iters = meta.get('iters_per_epoch') or (
             meta.get('global_iter', 0) // epoch if epoch else None)
         if saved_iters and saved_iters != self.iters_per_epoch:
-            raise ResumeError(
-                f'{path}: trained with {saved_iters} iterations per epoch, this run has '
-                f'{self.iters_per_epoch} (world size {self.info.world_size}, batch size '
-                f'{self.loader_cfg["batch_size"]}, {len(self.train_set)} videos; the checkpoint '
-                f'ran on {meta.get("world_size")} process(es)): resume with the same set-up, or '
-                f'start a new run from its weights with load_from={path}')
+            saved = self._rescale_schedule(path, saved_iters, meta.get('world_size') or 1, epoch)
         diffs = {k: (saved.get(k), planned.get(k)) for k in sorted(set(saved) | set(planned))
                  if not _same(saved.get(k), planned.get(k))}
         if not diffs:
@@ -290,6 +285,35 @@ class Trainer:
             f'{path}: the config\'s learning-rate schedule differs from the one the checkpoint '
             f'was trained with ({shown}){hint}. A resumed run keeps its schedule: resume with '
             f'the same settings, or start a new run from its weights with load_from={path}')
+
+    def _rescale_schedule(self, path, saved_iters, saved_world, epoch):
+        """The checkpoint ran with another number of iterations per epoch (processes, batch
+        size or videos changed): its schedule, defined in epochs, is re-expressed in this
+        run's iterations; the base rates follow the world size when
+        ``lr_scale_with_world_size``. Returns the rescaled plan."""
+        new, sched = self.iters_per_epoch, self.scheduler
+
+        def steps(value):
+            return value // saved_iters * new if value % saved_iters == 0 \
+                else round(value * new / saved_iters)
+        sched.warmup_steps = steps(sched.warmup_steps)
+        if hasattr(sched, 'max_steps'):
+            sched.max_steps = steps(sched.max_steps)
+        if hasattr(sched, 'milestones'):
+            sched.milestones = [steps(m) for m in sched.milestones]
+        sched.last_epoch = epoch * new
+        factor = (self.info.world_size / saved_world
+                  if self.tcfg['lr_scale_with_world_size'] else 1.0)
+        sched.base_lrs = [base * factor for base in sched.base_lrs]
+        rates = [sched.rate(base, sched.last_epoch) for base in sched.base_lrs]
+        for group, base, rate in zip(self.optimizer.param_groups, sched.base_lrs, rates):
+            group['initial_lr'], group['lr'] = base, rate
+        sched._last_lr = rates
+        self.logger.warning(
+            f'{path} ran with {saved_iters} iterations per epoch on {saved_world} process(es); '
+            f'this run has {new} on {self.info.world_size}: the schedule continues in epochs '
+            f'(rates x{factor:g}), so the run is not an exact continuation')
+        return sched.plan()
 
     # ------------------------------------------------------------------ loop
     @property
