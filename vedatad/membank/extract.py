@@ -105,7 +105,15 @@ def open_or_create_bank(bank_cfg, model, name, chunk_size, creation_cfg, rank, w
     return bank
 
 
-def build_backbone_for_extraction(backbone_cfg, device):
+# Weights the config does not load (pretrained=None, or layers a checkpoint lacks) start from
+# this seed, never from the process's random state (PyTorch seeds its default generator
+# randomly at start-up): the same config always fills the same bank. It is train_cfg.seed's
+# default, so a random-weight backbone here is the one training starts from.
+DEFAULT_INIT_SEED = 1234567891
+
+
+def build_backbone_for_extraction(backbone_cfg, device, init_seed=DEFAULT_INIT_SEED):
+    torch.manual_seed(init_seed)
     model = MODELS.build(dict(backbone_cfg))
     return model.to(device).eval()
 
@@ -192,7 +200,8 @@ def extract_features(cfg, export_npy=None, progress=True):
     rank, world, local_rank = dist_info()
     device = _device(ext.get('device', 'auto'), local_rank)
     chunk_size = ext.get('chunk_size', 32)
-    model = build_backbone_for_extraction(cfg['backbone'], device)
+    model = build_backbone_for_extraction(cfg['backbone'], device,
+                                          ext.get('init_seed', DEFAULT_INIT_SEED))
     name = backbone_name(cfg['backbone'])
     creation = json.loads(json.dumps(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg),
                                      default=str))
