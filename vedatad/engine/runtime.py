@@ -22,6 +22,8 @@ def seed_everything(seed, deterministic=None):
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    # reaches only processes started after this (spawned workers); this process's string
+    # hashing was fixed at its start, and no result of vedatad depends on set / hash order
     os.environ['PYTHONHASHSEED'] = str(seed)
     if deterministic is not None and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = not deterministic
