@@ -104,11 +104,7 @@ def resolve_epochs(train_epochs, scheduler):
                 'of epochs lives in train_cfg.epochs (warm-up included); remove scheduler.epochs '
                 '(or set train_cfg.early_stop_epochs to stop before the end of the schedule)')
         train_epochs = legacy + warmup
-    epochs = _positive_int('train_cfg', 'epochs', train_epochs)
-    if warmup > epochs:
-        raise ConfigKeyError(f'scheduler.warmup_epochs={warmup} is longer than the whole run '
-                             f'(train_cfg.epochs={epochs}, warm-up included)')
-    return epochs
+    return _positive_int('train_cfg', 'epochs', train_epochs)
 
 
 def optimizer_section(cfg):

@@ -20,17 +20,22 @@ def _number(value):
 
 
 def _common_fps(dataset):
-    """The videos' frame rate when they all share one, else None."""
+    """The videos' frame rate (annotation records) when they all share one, else None."""
     videos = getattr(dataset, 'videos', None) or []
-    rates = {float(v['fps']) for v in videos if isinstance(v, dict) and v.get('fps')}
-    return rates.pop() if len(rates) == 1 else None
+    rates = {v.get('fps') if isinstance(v, dict) else getattr(v, 'fps', None) for v in videos}
+    return float(rates.pop()) if len(rates) == 1 and None not in rates else None
 
 
 def _bank_fps(model):
-    bank = getattr(model, 'bank', None)
-    attrs = getattr(bank, 'attrs', None) or {}
-    settings = attrs.get('settings') or {}
-    return settings.get('fps') if isinstance(settings, dict) else None
+    """The frame rate the memory bank was extracted at: its ``settings``, or for older
+    banks the extraction config it records."""
+    attrs = getattr(getattr(model, 'bank', None), 'attrs', None) or {}
+    settings = attrs.get('settings')
+    if isinstance(settings, dict) and settings.get('fps'):
+        return settings['fps']
+    data = (attrs.get('config') or {}).get('data') if isinstance(attrs.get('config'), dict) \
+        else None
+    return data.get('fps') if isinstance(data, dict) else None
 
 
 def data_info(dataset, model):
