@@ -42,7 +42,8 @@ assert not extract_features(ext, progress=False).failed
 cfg = Config.fromfile('configs/tallformer/demo_tiny.py')
 cfg.merge_from_dict({
     'model.membank.template': 'data/bank', 'train_dataset.ann_file': data + '/annotations.json',
-    'train_dataset.data_prefix': data + '/videos', 'val_dataset.ann_file': data + '/annotations.json',
+    'train_dataset.data_prefix': data + '/videos',
+    'val_dataset.ann_file': data + '/annotations.json',
     'val_dataset.data_prefix': data + '/videos', 'train_cfg.epochs': 1,
     'scheduler.warmup_epochs': 0, 'train_cfg.ckpt_interval': 1, 'train_dataloader.batch_size': 2})
 train(cfg, 'workdir/demo')

@@ -164,8 +164,10 @@ def load_from_section(cfg):
             close = difflib.get_close_matches(key, list(LOAD_FROM_DEFAULTS), n=1, cutoff=0.6)
             lines.append(f"unknown config key '{key}'"
                          + (f"; did you mean '{close[0]}'?" if close else ''))
-        raise ConfigKeyError('\n'.join(lines) + f'\n(load_from keys: {", ".join(LOAD_FROM_DEFAULTS)})')
+        raise ConfigKeyError('\n'.join(lines)
+                             + f'\n(load_from keys: {", ".join(LOAD_FROM_DEFAULTS)})')
     loaded = {**LOAD_FROM_DEFAULTS, **given}
     if not isinstance(loaded['load_from_strict'], bool):
-        raise ConfigKeyError(f"load_from_strict must be True or False, got {loaded['load_from_strict']!r}")
+        raise ConfigKeyError('load_from_strict must be True or False, got '
+                             f"{loaded['load_from_strict']!r}")
     return loaded
