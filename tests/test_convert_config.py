@@ -184,7 +184,9 @@ def test_defaults_merge_like_the_release(tmp_path):
     assert config['model']['train_cfg']['init_loss_norm'] == 2000
     entries = convert_release_config(config, 'min')
     assert entries['optimizer']['lr'] == pytest.approx(1e-4)  # "1e-4" is a string in YAML 1.1
-    assert entries['train_cfg']['epochs'] == 7                # early stop wins over 30 + 5
+    # the schedule spans 30 + 5 epochs; training stops after 7 (the release's early stop)
+    assert entries['train_cfg']['epochs'] == 35
+    assert entries['train_cfg']['early_stop_epochs'] == 7
     assert entries['train_dataset']['json_file'] == 'a.json'
     assert entries['train_dataset']['split'] == ['training']  # release default splits
     assert entries['val_dataset']['split'] == ['validation']

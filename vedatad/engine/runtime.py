@@ -52,8 +52,9 @@ def epoch_seed(seed, epoch, rank):
 def seed_worker(worker_id):
     """DataLoader workers: torch seeds each worker; derive numpy's and python's seeds from it
     too. Workers ignore Ctrl-C: the main process handles it (one message, no worker
-    tracebacks) and shuts them down."""
+    tracebacks) and shuts them down; SIGTERM ends a worker as usual."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's stop request
     np.random.seed(torch.initial_seed() % 2**32)
     random.seed(torch.initial_seed())
 
