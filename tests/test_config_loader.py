@@ -7,7 +7,7 @@ from mmengine.config import DictAction
 
 from vedatad.engine.config_loader import (CfgOptionError, add_cfg_options, load_config,
                                           option_key_problems, parse_options, parse_value)
-from vedatad.engine.config_schema import TOP_LEVEL_KEYS
+from vedatad.engine.config_paths import TOP_LEVEL_KEYS
 from vedatad.utils.config_keys import ConfigKeyError
 
 

@@ -40,7 +40,7 @@ def tiny_cfg(tiny_data, **train_cfg):
         'val_dataset.json_file': json_file, 'val_dataset.feat_folder': folder,
         'eval.gt_json': json_file, 'train_dataloader.batch_size': 2,
         'model.max_seq_len': 128, 'train_dataset.max_seq_len': 128,
-        'val_dataset.max_seq_len': 128, 'scheduler.warmup_epochs': 1, 'scheduler.epochs': 2,
+        'val_dataset.max_seq_len': 128, 'scheduler.warmup_epochs': 1,
     })
     cfg.merge_from_dict({f'train_cfg.{k}': v for k, v in
                          dict(dict(epochs=2, ckpt_interval=1), **train_cfg).items()})
@@ -59,7 +59,7 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
     straight = str(tmp_path / 'straight')
     Trainer(tiny_cfg(tiny_data), straight).run()
     split = str(tmp_path / 'split')
-    Trainer(tiny_cfg(tiny_data, epochs=1), split).run()
+    Trainer(tiny_cfg(tiny_data, early_stop_epochs=1), split).run()
     assert not os.path.exists(os.path.join(split, 'epoch_002.pth.tar'))
     Trainer(tiny_cfg(tiny_data), split, resume='auto').run()
     a = load_checkpoint(os.path.join(straight, 'epoch_002.pth.tar'))
@@ -96,7 +96,7 @@ def _lrs(kind, num_steps, **cfg):
 
 
 def test_warmup_cosine_schedule():
-    lrs = _lrs('cosine', 60, warmup_epochs=2, epochs=4, eta_min=0.0)
+    lrs = _lrs('cosine', 60, warmup_epochs=2, total_epochs=6, eta_min=0.0)
     # linear ramp reaching the base rate at the last warm-up step (divides by steps - 1)
     assert lrs[0] == 0.0 and lrs[1] == pytest.approx(1 / 19)
     assert lrs[19] == pytest.approx(1.0) and lrs[20] == pytest.approx(1.0)
@@ -106,7 +106,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_warmup_multistep_schedule():
-    lrs = _lrs('multistep', 50, warmup_epochs=1, epochs=4, steps=[1, 3], gamma=0.1)
+    lrs = _lrs('multistep', 50, warmup_epochs=1, total_epochs=5, steps=[1, 3], gamma=0.1)
     assert lrs[9] == pytest.approx(1.0)
     assert lrs[19] == pytest.approx(1.0) and lrs[20] == pytest.approx(0.1)
     assert lrs[39] == pytest.approx(0.1) and lrs[40] == pytest.approx(0.01)
@@ -241,3 +241,70 @@ def test_two_process_gloo_training_keeps_ranks_equal(tiny_data, tmp_path):
     _assert_same_state(r0['state'], r1['state'])
     ckpt = load_checkpoint(os.path.join(work, 'epoch_001.pth.tar'))
     _assert_same_state(ckpt['state_dict'], r0['state'])
+
+
+# ------------------------------------------------------------------ strict sections, epochs
+
+@pytest.mark.parametrize('key, value, hint', [
+    ('train_cfg.epochz', 3, "train_cfg.epochs"),
+    ('scheduler.warmup_epoch', 1, "scheduler.warmup_epochs"),
+    ('train_dataloader.batchsize', 2, "train_dataloader.batch_size"),
+    ('val_dataloader.num_worker', 0, "val_dataloader.num_workers"),
+    ('optimizer.weight_decy', 0.1, "optimizer.weight_decay"),
+    ('eval.tiou_threshold', [0.5], "eval.tiou_thresholds"),
+    ('train_cfg.ema.decy', 0.9, "train_cfg.ema.decay"),
+    ('load_from_stric', False, "load_from_strict"),
+])
+def test_unknown_engine_keys_are_errors_with_a_suggestion(tiny_data, tmp_path, key, value, hint):
+    from vedatad.utils.config_keys import ConfigKeyError
+    cfg = tiny_cfg(tiny_data)
+    cfg.merge_from_dict({key: value})
+    with pytest.raises(ConfigKeyError, match=f"did you mean '{hint}'"):
+        if key.startswith(('val_dataloader', 'eval')):
+            run_test(cfg, str(tmp_path / 'nothing'))
+        else:
+            Trainer(cfg, str(tmp_path / 'w'))
+    assert not os.path.exists(tmp_path / 'w')   # refused before any work
+
+
+def test_epochs_live_in_train_cfg():
+    from vedatad.engine.config_schema import scheduler_section, train_cfg_section
+    from vedatad.utils.config_keys import ConfigKeyError
+    both = dict(train_cfg=dict(epochs=35), scheduler=dict(warmup_epochs=5, epochs=20))
+    with pytest.raises(ConfigKeyError, match='train_cfg.epochs=35.*scheduler.epochs=20'):
+        train_cfg_section(both)
+    # the release's way of counting alone, or agreeing: the same total
+    assert train_cfg_section(dict(scheduler=dict(warmup_epochs=5, epochs=30)))['epochs'] == 35
+    agree = dict(train_cfg=dict(epochs=35), scheduler=dict(warmup_epochs=5, epochs=30))
+    assert train_cfg_section(agree)['epochs'] == 35
+    assert scheduler_section(agree, 35)['total_epochs'] == 35
+    with pytest.raises(ConfigKeyError, match='train_cfg.epochs is not set'):
+        train_cfg_section(dict(scheduler=dict(warmup_epochs=5)))
+    with pytest.raises(ConfigKeyError, match='early_stop_epochs=40'):
+        train_cfg_section(dict(train_cfg=dict(epochs=35, early_stop_epochs=40)))
+    # every shipped config resolves, with its train_cfg.epochs as the one number
+    from mmengine.config import Config
+    for folder in ('actionformer', 'tallformer'):
+        for name in sorted(os.listdir(os.path.join(REPO, 'configs', folder))):
+            cfg = Config.fromfile(os.path.join(REPO, 'configs', folder, name))
+            assert 'epochs' not in cfg.scheduler, name
+            assert train_cfg_section(cfg)['epochs'] == cfg.train_cfg.epochs, name
+
+
+def test_nonfinite_warning_names_the_videos():
+    from vedatad.engine.nonfinite import NonFiniteGuard, batch_video_ids
+    assert batch_video_ids([{'video_id': 'a'}, {'video_id': 'b'}]) == ['a', 'b']
+    assert batch_video_ids({'imgs': None, 'metas': [{'video_id': 'v1'}]}) == ['v1']
+    assert batch_video_ids({'imgs': None}) == []
+
+    class Log:
+        messages = []
+
+        def warning(self, msg):
+            self.messages.append(msg)
+    guard = NonFiniteGuard(2, Log())
+    nan = {'final_loss': torch.tensor(float('nan'))}
+    assert guard.should_skip(nan, torch.device('cpu'), 'epoch 1 iteration 3', ['v7', 'v9'])
+    assert 'videos v7, v9' in Log.messages[-1] and 'epoch 1 iteration 3' in Log.messages[-1]
+    with pytest.raises(NonFiniteLossError, match='v8'):
+        guard.should_skip(nan, torch.device('cpu'), 'epoch 1 iteration 4', ['v8'])

@@ -92,3 +92,19 @@ def test_cli_bad_thresholds_and_missing_file(thumos_case, tmp_path, capsys):
     assert 'START:STOP:NUM' in capsys.readouterr().err
     assert _main(gt, tmp_path / 'missing.json') == 1
     assert 'missing.json' in capsys.readouterr().err
+
+
+def test_cli_counts_duplicates_as_activitynet_unless_asked(tmp_path):
+    gt = {'database': {'v': {'subset': 'validation', 'duration': 60.0, 'annotations': [
+        {'segment': [1.0, 5.0], 'label': 'a', 'label_id': 0},
+        {'segment': [1.0, 5.0], 'label': 'a', 'label_id': 0},      # the same instance twice
+        {'segment': [10.0, 20.0], 'label': 'a', 'label_id': 0}]}}}
+    gt_path = tmp_path / 'gt.json'
+    gt_path.write_text(json.dumps(gt))
+    pred = tmp_path / 'pred.json'
+    save_results(pred, {'v': [{'label': 'a', 'score': 0.9, 'segment': [1.0, 5.0]},
+                              {'label': 'a', 'score': 0.8, 'segment': [10.0, 20.0]}]})
+    for extra, expected in (((), 2 / 3), (('--protocol', 'actionformer'), 1.0)):
+        out = tmp_path / f'm{len(extra)}.json'
+        assert _main(gt_path, pred, '--tiou-thresholds', '0.5', '--json', out, *extra) == 0
+        assert json.loads(out.read_text())['average_mAP'] == pytest.approx(expected), extra

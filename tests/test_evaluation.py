@@ -304,3 +304,71 @@ def test_table_lists_every_threshold():
     assert 'R@1x' in table and 'R@5x' in table
     assert '| B     |   0.00 |   0.00 |   0.00 |' in table
     assert table.endswith('Average mAP: 50.00 (%)')
+
+
+# ------------------------------------------------------------------ protocols
+
+def _ids_video(vid, segs, subset='test'):
+    """segs: (t0, t1, label name, label_id)."""
+    return VideoAnnotation(vid, subset, 100.0, None,
+                           [Segment(a, b, lab, i) for a, b, lab, i in segs])
+
+
+def release_clean(videos, tol=1e-3):
+    """The release's remove_duplicate_annotations, written as a loop."""
+    out = {}
+    for vid, v in videos.items():
+        kept = []
+        for s in v.segments:
+            if s.end - s.start < tol:
+                continue
+            if any(abs(s.start - k.start) <= tol and abs(s.end - k.end) <= tol
+                   and s.label_id == k.label_id for k in kept):
+                continue
+            kept.append(s)
+        out[vid] = VideoAnnotation(vid, v.subset, v.duration, v.fps, kept)
+    return out
+
+
+def test_actionformer_protocol_counts_a_duplicated_instance_once():
+    gt = {'a': _ids_video('a', [(10, 20, 'run', 0), (10, 20, 'run', 0),     # duplicate
+                                (10.0005, 20.0005, 'run', 0),               # within 1 ms
+                                (30, 40, 'run', 0), (30, 40.002, 'run', 0),  # 2 ms: kept
+                                (50, 50.0004, 'run', 0)]),                  # too short
+          'b': _ids_video('b', [(5, 9, 'jump', 1)])}
+    preds = {'a': [_det('run', 0.9, 10, 20), _det('run', 0.8, 30, 40)],
+             'b': [_det('jump', 0.7, 5, 9)]}
+    anet = evaluate_detections(gt, preds, tiou_thresholds=[0.5])
+    release = evaluate_detections(gt, preds, tiou_thresholds=[0.5], protocol='actionformer')
+    # ActivityNet: 6 'run' instances, 2 found -> AP 2/6; the release: 3 instances -> 2/3
+    assert anet['per_class_ap']['run'] == pytest.approx([2 / 6])
+    assert release['per_class_ap']['run'] == pytest.approx([2 / 3])
+    assert release['per_class_ap']['jump'] == pytest.approx([1.0])
+    assert release['ground_truth']['removed_instances'] == 3
+    # Recall@1x needs no one-to-one match: [30, 40] reaches both 'run' instances near it
+    assert release['recall']['1x'] == pytest.approx([1.0])
+    assert anet['recall']['1x'] == pytest.approx([(5 / 6 + 1) / 2])  # all but the 0.4 ms one
+    reference = loop_evaluate(release_clean(gt), preds, [0.5])
+    assert release['mAP'] == pytest.approx(reference['mAP'], abs=1e-12)
+
+
+def test_actionformer_protocol_counts_classes_without_ground_truth_as_the_release():
+    # ids with ground truth in 'test': 0 and 2 (ranks 0 and 1). A detection of id 1 (no
+    # ground truth in the subset) is grouped by the release under rank 1, i.e. id 2; one of
+    # id 3 (rank 3 does not exist) is never looked at.
+    gt = {'a': _ids_video('a', [(0, 10, 'c0', 0), (20, 30, 'c2', 2)]),
+          'o': _ids_video('o', [(0, 5, 'c1', 1), (0, 5, 'c3', 3)], subset='train')}
+    preds = {'a': [_det('c0', 0.9, 0, 10), _det('c2', 0.5, 20, 30),
+                   _det('c1', 0.8, 50, 60), _det('c3', 0.95, 70, 80)]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        release = evaluate_detections(gt, preds, subset='test', tiou_thresholds=[0.5],
+                                      protocol='actionformer')
+    assert any('1 as false positives' in str(w.message) and '1 ignored' in str(w.message)
+               for w in caught)
+    assert release['per_class_ap'] == {'c0': pytest.approx([1.0]), 'c2': pytest.approx([0.5])}
+    assert release['ground_truth']['relabelled'] == 1 and release['ground_truth']['ignored'] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        anet = evaluate_detections(gt, preds, subset='test', tiou_thresholds=[0.5])
+    assert anet['average_mAP'] == pytest.approx(1.0)

@@ -173,11 +173,11 @@ def test_random_weights_are_seeded_and_the_seed_recorded(videos, tmp_path):
     again.bank.path = str(tmp_path / 'bank2')
     extract_features(again, progress=False)
     a, b = MemoryBank.open(tmp_path / 'bank'), MemoryBank.open(tmp_path / 'bank2')
-    assert a.settings['init_seed'] == 0 and a.settings['weights'] is None
+    assert a.settings['init_seed'] == 1234567891 and a.settings['weights'] is None
     vid = video_ids(videos)[0]
     np.testing.assert_array_equal(a.read_chunks(vid, [0, 1]), b.read_chunks(vid, [0, 1]))
     cfg.extract.init_seed = 5
-    with pytest.raises(BankError, match='init_seed: bank 0 vs config 5'):
+    with pytest.raises(BankError, match='init_seed: bank 1234567891 vs config 5'):
         extract_features(cfg, progress=False)
 
 

@@ -108,7 +108,7 @@ def _write_config(tmp_path, data):
         'model.type': 'RankProbeTALLFormer', 'model.membank.template': str(data / 'bank'),
         'train_dataset.ann_file': ann, 'train_dataset.data_prefix': str(data / 'videos'),
         'val_dataset.ann_file': ann, 'val_dataset.data_prefix': str(data / 'videos'),
-        'eval.gt_json': ann, 'train_cfg.epochs': 1, 'scheduler.epochs': 2,
+        'eval.gt_json': ann, 'train_cfg.epochs': 2, 'train_cfg.early_stop_epochs': 1,
         'scheduler.warmup_epochs': 0, 'train_dataloader.batch_size': 1,
         'train_dataloader.num_workers': 0})
     cfg.custom_imports = dict(imports=['rank_probe'], allow_failed_imports=False)
@@ -162,7 +162,7 @@ def test_two_ranks_share_the_bank_and_stay_equal_then_resume(synthetic_bank, tmp
 
     # resume in one process for a second epoch: the working bank is reused, not recopied
     _run([sys.executable, 'tools/trainval.py', cfg_path, '--work-dir', str(work), '--resume',
-          '--cfg-options', 'train_cfg.epochs=2'], env)
+          '--cfg-options', 'train_cfg.early_stop_epochs=2'], env)
     res = torch.load(work / 'probe_resume_rank0.pt')
     assert sorted(res['trained']) == sorted(train_ids)
     assert min(step for _, _, step in res['written']) == NUM_TRAIN  # epoch 2 starts at iter 4

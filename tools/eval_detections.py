@@ -4,7 +4,11 @@
         [--tiou-thresholds 0.5:0.95:10 | 0.3,0.4,0.5,0.6,0.7] [--json METRICS.json]
         [--ignore-unknown-labels] [--per-class]
 
-Numbers are those of the official ActivityNet detection evaluator (see vedatad.evaluation).
+Numbers are those of the official ActivityNet detection evaluator (see vedatad.evaluation):
+every ground-truth instance counts, duplicates included. tools/test.py reports what the
+ActionFormer release's eval.py reports instead (duplicate ground-truth instances, same class
+and ends within 1 ms, count once; ``--protocol actionformer`` here does the same), so the two
+differ on ground truth with duplicates.
 """
 import argparse
 import sys
@@ -27,6 +31,11 @@ def parse_args(argv=None):
     parser.add_argument('--ignore-unknown-labels', action='store_true',
                         help='drop predictions whose label the ground truth does not know')
     parser.add_argument('--per-class', action='store_true', help='also print per-class AP')
+    parser.add_argument('--protocol', choices=('activitynet', 'actionformer'),
+                        default='activitynet',
+                        help='activitynet (default): every ground-truth instance counts; '
+                             'actionformer: as the ActionFormer release (and tools/test.py), '
+                             'duplicate instances count once')
     return parser.parse_args(argv)
 
 
@@ -41,7 +50,8 @@ def main(argv=None):
         tious = parse_tiou_thresholds(args.tiou_thresholds)
         metrics = evaluate_detections(args.gt, args.pred, subset=args.subset,
                                       tiou_thresholds=tious,
-                                      ignore_unknown_labels=args.ignore_unknown_labels)
+                                      ignore_unknown_labels=args.ignore_unknown_labels,
+                                      protocol=args.protocol)
     except (OSError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

@@ -13,6 +13,6 @@ model = dict(
                   multiclass_nms=False, nms_sigma=0.75, duration_thresh=0.001,
                   ext_score_file='data/anet_1.3/annotations/cuhk_val_simp_share.json'))
 optimizer = dict(lr=1e-3, weight_decay=0.05)
-scheduler = dict(warmup_epochs=5, epochs=10)
+scheduler = dict(warmup_epochs=5)  # included in train_cfg.epochs
 train_dataloader = dict(batch_size=16)
 train_cfg = dict(epochs=15, clip_grad_l2norm=1.0)

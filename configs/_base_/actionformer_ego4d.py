@@ -12,6 +12,6 @@ model = dict(
     test_cfg=dict(pre_nms_topk=5000, max_seg_num=2000, min_score=0.001, nms_sigma=0.9,
                   multiclass_nms=True, voting_thresh=0.95))
 optimizer = dict(lr=1e-4, weight_decay=0.05)
-scheduler = dict(warmup_epochs=5, epochs=10)
+scheduler = dict(warmup_epochs=5)  # included in train_cfg.epochs
 train_dataloader = dict(batch_size=2)
 train_cfg = dict(epochs=15, clip_grad_l2norm=1.0)

@@ -9,6 +9,6 @@ model = dict(
     test_cfg=dict(pre_nms_topk=5000, max_seg_num=2000, min_score=0.001, nms_sigma=0.4,
                   multiclass_nms=True))
 optimizer = dict(lr=1e-4, weight_decay=0.05)
-scheduler = dict(warmup_epochs=5, epochs=16)
+scheduler = dict(warmup_epochs=5)  # included in train_cfg.epochs
 train_dataloader = dict(batch_size=2)
 train_cfg = dict(epochs=21, clip_grad_l2norm=1.0)

@@ -8,6 +8,6 @@ model = dict(
     test_cfg=dict(voting_thresh=0.7, pre_nms_topk=2000, max_seg_num=200, min_score=0.001,
                   multiclass_nms=True))
 optimizer = dict(lr=1e-4, weight_decay=0.05)
-scheduler = dict(warmup_epochs=5, epochs=30)
+scheduler = dict(warmup_epochs=5)  # included in train_cfg.epochs
 train_dataloader = dict(batch_size=2)
 train_cfg = dict(epochs=35, clip_grad_l2norm=1.0)

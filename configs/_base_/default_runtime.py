@@ -1,6 +1,7 @@
-# Engine settings shared by every experiment (tools/trainval.py, tools/test.py).
+# Engine settings shared by every experiment (tools/trainval.py, tools/test.py); every key is
+# checked (vedatad/engine/config_schema.py). Experiments set train_cfg.epochs: the total
+# number of epochs, warm-up included, which the learning-rate schedule spans.
 train_cfg = dict(
-    epochs=35,                # total epochs run, warm-up included
     ckpt_interval=5,          # checkpoint every N epochs and after the last one
     clip_grad_l2norm=-1,      # <= 0: no clipping
     ema=dict(decay=0.999),    # model EMA; the EMA weights are the ones tested
@@ -15,3 +16,5 @@ val_dataloader = dict(batch_size=1, num_workers=4, collate_fn='list_collate')
 cpu_threads = None  # cap torch CPU threads (None: torch default)
 device = None    # None: CUDA when available; 'cpu' forces CPU
 work_dir = None  # None: workdir/<config name>
+load_from = None  # initial weights (fine-tuning): a vedatad or official ActionFormer checkpoint
+load_from_strict = True   # False: load what fits, list (and log) what was skipped

@@ -26,7 +26,7 @@ model = dict(
     train_cfg=dict(init_loss_norm=50, clip_grad_l2norm=1.0, droppath=0.1),
     test_cfg=dict(voting_thresh=0.7, pre_nms_topk=2000, max_seg_num=100, min_score=0.001))
 optimizer = dict(lr=1e-3, weight_decay=0.05)
-scheduler = dict(warmup_epochs=2, epochs=12)
+scheduler = dict(warmup_epochs=2)  # included in train_cfg.epochs
 train_dataloader = dict(batch_size=4, num_workers=0)
 val_dataloader = dict(batch_size=4, num_workers=0)
 # ~170 iterations: a faster EMA than the reference's 0.999 (which averages ~1000 steps)

@@ -16,5 +16,7 @@ backbone = dict(type='VideoSwin', arch='demo', pretrained=None, drop_path_rate=0
 bank = dict(path='data/synthetic/membank_demo_tiny', dtype='float16')
 extract = dict(chunk_size=32, chunks_per_item=4, num_workers=1, device='auto', amp=False,
                max_batch=None,
-               init_seed=0)  # the random weights (pretrained=None) come from this seed
+               # the random weights (pretrained=None) come from this seed: train_cfg.seed, so
+               # the bank holds the features of the backbone training starts from
+               init_seed=1234567891)
 cpu_threads = 1

@@ -31,6 +31,6 @@ eval = dict(gt_json=_ann_file, subset='validation',
 train_dataloader = dict(batch_size=4, num_workers=6, collate_fn='collate_video_windows')
 val_dataloader = dict(batch_size=1, num_workers=4, collate_fn='collate_video_windows')
 optimizer = dict(type='AdamW', lr=1e-4, weight_decay=0.05, lr_mult=dict(backbone=0.1))
-scheduler = dict(warmup_epochs=2, epochs=13)
+scheduler = dict(warmup_epochs=2)  # included in train_cfg.epochs
 train_cfg = dict(epochs=15, ckpt_interval=1, clip_grad_l2norm=1.0, amp='bf16',
                  lr_scale_with_world_size=False, log_interval=50)

@@ -33,7 +33,7 @@ val_dataloader = dict(batch_size=1, num_workers=0, collate_fn='collate_video_win
 # the backbone learns slowly: most of each window comes from the bank, which must stay close
 # to what the current backbone computes
 optimizer = dict(type='AdamW', lr=1e-3, weight_decay=0.05, lr_mult=dict(backbone=0.03))
-scheduler = dict(warmup_epochs=3, epochs=33)
+scheduler = dict(warmup_epochs=3)  # included in train_cfg.epochs
 train_cfg = dict(epochs=36, ckpt_interval=12, clip_grad_l2norm=1.0, ema=dict(decay=0.99),
                  lr_scale_with_world_size=False, log_interval=10)
 device = 'cpu'

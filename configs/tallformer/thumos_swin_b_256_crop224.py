@@ -27,6 +27,6 @@ eval = dict(gt_json=_ann_file, subset='test', tiou_thresholds=[0.3, 0.4, 0.5, 0.
 train_dataloader = dict(batch_size=4, num_workers=6, collate_fn='collate_video_windows')
 val_dataloader = dict(batch_size=1, num_workers=4, collate_fn='collate_video_windows')
 optimizer = dict(type='AdamW', lr=1e-4, weight_decay=0.05, lr_mult=dict(backbone=0.1))
-scheduler = dict(warmup_epochs=50, epochs=950)
+scheduler = dict(warmup_epochs=50)  # included in train_cfg.epochs
 train_cfg = dict(epochs=1000, ckpt_interval=100, clip_grad_l2norm=1.0, amp='bf16',
                  lr_scale_with_world_size=False, log_interval=10)

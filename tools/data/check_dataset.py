@@ -17,7 +17,7 @@ import vedatad.data  # noqa: F401  registers datasets
 import vedatad.models  # noqa: F401  registers models
 from vedatad.engine.checks import check_config
 from vedatad.engine.config_loader import add_cfg_options, load_config_or_exit
-from vedatad.engine.config_schema import TOP_LEVEL_KEYS
+from vedatad.engine.config_paths import TOP_LEVEL_KEYS
 
 
 def parse_args(argv=None):

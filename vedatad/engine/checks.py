@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..utils.config_keys import unknown_key_messages
 from .config_resolve import DatasetCache, resolve_config, signature_default
-from .config_schema import (TOP_LEVEL_KEYS, is_helper_name, registered_class, section_keys)
+from .config_paths import (TOP_LEVEL_KEYS, is_helper_name, registered_class, section_keys)
 
 MAX_LISTED = 10  # names shown per problem kind; the rest are counted
 
@@ -92,15 +92,9 @@ ENGINE_SECTIONS = ('train_cfg', 'optimizer', 'scheduler', 'train_dataloader',
 
 
 def _engine_section_problems(cfg):
-    """The engine's own sections: its check when it provides one
-    (``vedatad.engine.trainer.check_config_sections(cfg) -> list of messages``), otherwise
-    ``train_cfg`` against the trainer's defaults (the keys it reads)."""
-    from . import trainer
-    check = getattr(trainer, 'check_config_sections', None)
-    if check is not None:
-        return list(check(cfg) or [])
-    return unknown_key_messages('train_cfg', cfg.get('train_cfg') or {},
-                                trainer.DEFAULT_TRAIN_CFG)
+    """The engine's own sections, checked by the engine (``config_schema``)."""
+    from .config_schema import check_config_sections
+    return check_config_sections(cfg)
 
 
 def _section_problems(path, section, parent_type):
@@ -597,7 +591,7 @@ def _frame_folder_problem(path, num_frames):
 
 
 def _init_keys(cls):
-    from .config_schema import constructor_keys
+    from .config_paths import constructor_keys
     return constructor_keys(cls) or set()
 
 

@@ -13,7 +13,7 @@ import difflib
 import os
 
 from ..utils.config_keys import ConfigKeyError
-from .config_schema import is_helper_name, registered_class, section_keys
+from .config_paths import is_helper_name, registered_class, section_keys
 
 QUOTES = ('"', "'")
 

@@ -18,7 +18,7 @@ call ``resolve_config`` before building anything.
 import inspect
 import math
 
-from .config_schema import registered_class
+from .config_paths import registered_class
 
 FEATURE_FACTS = ('num_classes', 'input_dim', 'max_seq_len')
 

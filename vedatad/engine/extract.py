@@ -46,7 +46,9 @@ BANK_DEFAULTS = dict(path=REQUIRED, dtype='float16')
 EXTRACT_DEFAULTS = dict(
     chunk_size=32, chunks_per_item=8, num_workers=2, prefetch_factor=2, device='auto',
     amp=False, max_batch=None,
-    init_seed=0,               # seed of the backbone's random weights (pretrained=None)
+    # seed of the weights the config does not load (pretrained=None): train_cfg.seed's
+    # default, so a random-weight backbone here is exactly the one training starts from
+    init_seed=1234567891,
     min_frames=None,           # a video with fewer frames fails (None: one feature row)
     min_frames_fraction=0.8)   # ... or with fewer than this x annotated duration x fps
 

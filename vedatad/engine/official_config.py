@@ -10,8 +10,12 @@ vedatad's own defaults.
 import copy
 import os
 import pprint
+import warnings
 
+import numpy as np
 import yaml
+
+from ..evaluation.protocols import RELEASE_TIOUS
 
 # The release's defaults (libs/core/config.py), as data.
 RELEASE_DEFAULTS = {
@@ -55,13 +59,9 @@ RELEASE_DEFAULTS = {
 
 DATASET_TYPES = {'thumos': 'Thumos14FeatureDataset', 'anet': 'ActivityNetFeatureDataset',
                  'epic': 'EpicKitchensFeatureDataset', 'ego4d': 'Ego4DFeatureDataset'}
-# evaluation thresholds each dataset class of the release reports
-TIOU_THRESHOLDS = {
-    'thumos': [0.3, 0.4, 0.5, 0.6, 0.7],
-    'anet': [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
-    'epic': [0.1, 0.2, 0.3, 0.4, 0.5],
-    'ego4d': [0.1, 0.2, 0.3, 0.4, 0.5],
-}
+# evaluation thresholds each dataset class of the release reports, computed as it does
+# (numpy.linspace: 0.39999999999999997, not 0.4)
+TIOU_THRESHOLDS = {name: np.linspace(*spec).tolist() for name, spec in RELEASE_TIOUS.items()}
 MODEL_TYPES = {'LocPointTransformer': 'ActionFormer'}
 PATH_KEYS = ('json_file', 'feat_folder', 'ext_score_file')
 CKPT_FREQ = 5        # the release's train.py default (--ckpt-freq)
@@ -131,12 +131,33 @@ def _model_cfg(config):
     return {'type': model_type, **model}
 
 
+def _epochs(opt):
+    """(train_cfg.epochs, train_cfg.early_stop_epochs) for the release's ``opt`` section.
+
+    The release's schedule spans ``epochs + warmup_epochs`` (``epochs`` without warm-up) and
+    training stops after ``early_stop_epochs`` when given, else at the end of the schedule.
+    """
+    if opt['warmup']:
+        total = opt['epochs'] + opt['warmup_epochs']
+    else:
+        total = opt['epochs']
+        if 'early_stop_epochs' not in opt and opt['warmup_epochs']:
+            warnings.warn(
+                f'opt.warmup is false: the release would train {opt["warmup_epochs"]} epochs '
+                'past the end of its cosine schedule (the rate rising again); the converted '
+                f'config stops at the end of the schedule (train_cfg.epochs={total})')
+    early_stop = opt.get('early_stop_epochs')
+    if early_stop is not None and early_stop >= total:
+        early_stop = None  # the end of the schedule comes first
+    return total, early_stop
+
+
 def convert_release_config(config, name='experiment'):
     """Ordered mapping of vedatad config entries for a release config dict."""
     opt, loader = config['opt'], config['loader']
     devices = len(config['devices'])  # the release scales lr / workers by the GPU count
     lr = _number(opt['learning_rate'], 'opt.learning_rate') * devices
-    epochs = opt.get('early_stop_epochs', opt['epochs'] + opt['warmup_epochs'])
+    epochs, early_stop = _epochs(opt)
     entries = {
         'model': _model_cfg(config),
         'train_dataset': _dataset_cfg(config, config['train_split'], True),
@@ -150,9 +171,10 @@ def convert_release_config(config, name='experiment'):
                       'weight_decay': _number(opt['weight_decay'], 'opt.weight_decay'),
                       'momentum': opt['momentum']},
         'scheduler': {'type': opt['schedule_type'], 'warmup': opt['warmup'],
-                      'warmup_epochs': opt['warmup_epochs'], 'epochs': opt['epochs'],
+                      'warmup_epochs': opt['warmup_epochs'],
                       'steps': list(opt['schedule_steps']), 'gamma': opt['schedule_gamma']},
-        'train_cfg': {'epochs': epochs, 'ckpt_interval': CKPT_FREQ,
+        'train_cfg': {'epochs': epochs, 'early_stop_epochs': early_stop,
+                      'ckpt_interval': CKPT_FREQ,
                       'clip_grad_l2norm': config['train_cfg']['clip_grad_l2norm'],
                       'ema': {'decay': EMA_DECAY}, 'log_interval': PRINT_FREQ,
                       'seed': config['init_rand_seed'], 'amp': None,

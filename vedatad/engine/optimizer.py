@@ -90,6 +90,8 @@ def build_optimizer(model, cfg):
                           tuple(cfg.pop('no_decay_keys', DEFAULT_NO_DECAY_KEYS)),
                           cfg.pop('lr_mult', None))
     momentum = cfg.pop('momentum', 0.9)
+    if 'betas' in cfg:
+        cfg['betas'] = tuple(cfg['betas'])  # configs give lists
     if kind == 'AdamW':
         return torch.optim.AdamW(groups, lr=lr, **cfg)
     if kind == 'SGD':

@@ -5,6 +5,7 @@ from ..registry import DATASETS, MODELS
 from ..utils.io import atomic_write_json
 from . import dist as dist_utils
 from .checkpoint import LATEST, epoch_path, find_latest, load_model_weights
+from .config_schema import dataloader_section, eval_section
 from .dataloader import build_dataloader
 from .inference import dataset_label_names, predict_dataset, to_submission
 from .runtime import configure_cpu, get_logger, seed_everything
@@ -47,17 +48,39 @@ def _suffixed(path, name, many):
 
 
 def evaluation_cfg(cfg, dataset):
-    ev = dict(cfg.get('eval', {}))
-    ev.setdefault('gt_json', getattr(dataset, 'json_file', None))
-    ev.setdefault('subset', getattr(dataset, 'split', [None])[0])
-    ev.setdefault('tiou_thresholds', list(getattr(dataset, 'tiou_thresholds', (0.3, 0.5, 0.7))))
+    """The ``eval`` section with defaults from the dataset: ground truth, subset, and the
+    thresholds of the release for the dataset family (``protocols.RELEASE_TIOUS``, exactly as
+    its numpy.linspace computes them) or the dataset's."""
+    from ..evaluation import parse_tiou_thresholds
+    from ..evaluation.protocols import release_tiou_thresholds
+    ev = eval_section(cfg)
+    if ev['gt_json'] is None:
+        ev['gt_json'] = getattr(dataset, 'json_file', None) or getattr(dataset, 'ann_file', None)
+    if ev['gt_json'] is None:
+        raise ValueError('eval.gt_json is not set and the validation dataset names no '
+                         'annotation file')
+    if ev['subset'] is None:
+        split = getattr(dataset, 'split', None) or [getattr(dataset, 'subset', None)]
+        ev['subset'] = split[0]
+    tious = ev['tiou_thresholds']
+    if tious is None:
+        tious = (release_tiou_thresholds(type(dataset).__name__)
+                 or list(getattr(dataset, 'tiou_thresholds', (0.3, 0.4, 0.5, 0.6, 0.7))))
+    ev['tiou_thresholds'] = parse_tiou_thresholds(tious)
     return ev
 
 
-def evaluate(submission, ev):
+def evaluate(submission, ev, logger=None):
     from ..evaluation import evaluate_detections
-    return evaluate_detections(ev['gt_json'], submission, subset=ev['subset'],
-                               tiou_thresholds=tuple(ev['tiou_thresholds']))
+    metrics = evaluate_detections(ev['gt_json'], submission, subset=ev['subset'],
+                                  tiou_thresholds=tuple(ev['tiou_thresholds']),
+                                  protocol=ev['protocol'])
+    report = metrics.get('ground_truth')
+    if logger and report and report['removed_instances']:
+        logger.info(f'{ev["gt_json"]} [{ev["subset"]}]: {report["removed_instances"]} duplicate '
+                    'or shorter than 1 ms ground-truth instance(s) not counted, as the '
+                    'ActionFormer release evaluates (eval.protocol=\'activitynet\' counts them)')
+    return metrics
 
 
 def summary_table(rows, tious):
@@ -78,17 +101,20 @@ def test(cfg, target, epochs=None, out=None, metrics_out=None, use_ema=True, wor
     """Run inference + evaluation; returns [(checkpoint name, metrics)] (rank 0; others [])."""
     from ..evaluation import format_metrics_table
     from ..evaluation.results import save_results
+    eval_section(cfg)  # config errors before any work
+    loader_cfg = dataloader_section(cfg, 'val_dataloader')
+    checkpoints = resolve_checkpoints(target, epochs)
     info = dist_utils.init_distributed(cfg.get('device'))
     configure_cpu(cfg)
-    work_dir = work_dir or (target if os.path.isdir(target) else os.path.dirname(target))
+    # a bare file name lives in the current directory (its dirname is '')
+    work_dir = work_dir or (target if os.path.isdir(target)
+                            else os.path.dirname(os.path.abspath(target)))
     logger = get_logger(work_dir, info.rank, name='test')
     seed_everything(0, deterministic=True)
     dataset = DATASETS.build(cfg.val_dataset)
-    loader = build_dataloader(dataset, cfg.get('val_dataloader', dict(batch_size=1)), False, 0,
-                              info.rank, info.world_size)
+    loader = build_dataloader(dataset, loader_cfg, False, 0, info.rank, info.world_size)
     model = MODELS.build(cfg.model).to(info.device)
     ev = evaluation_cfg(cfg, dataset)
-    checkpoints = resolve_checkpoints(target, epochs)
     many = len(checkpoints) > 1
     rows = []
     for name, path in checkpoints:
@@ -100,7 +126,7 @@ def test(cfg, target, epochs=None, out=None, metrics_out=None, use_ema=True, wor
         submission = to_submission(results, dataset_label_names(dataset))
         out_path = _suffixed(out or os.path.join(work_dir, 'detections.json'), name, many)
         save_results(out_path, submission)
-        metrics = evaluate(submission, ev)
+        metrics = evaluate(submission, ev, logger)
         metrics_path = _suffixed(metrics_out or os.path.join(work_dir, 'metrics.json'), name, many)
         atomic_write_json(metrics_path, jsonable(metrics), indent=1)
         logger.info(f'{name} ({path}):\n{format_metrics_table(metrics)}\n'

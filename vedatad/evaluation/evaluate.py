@@ -1,14 +1,20 @@
 """Entry point: evaluate a detection submission against ActivityNet-style ground truth."""
 from .detection import Groups, average_precision, canonical_order, match_predictions
 from .inputs import prepare_inputs
+from .protocols import PROTOCOLS, actionformer_inputs
 from .recall import topk_recall
 
 
 def evaluate_detections(ground_truth, predictions, subset=None,
                         tiou_thresholds=(0.3, 0.4, 0.5, 0.6, 0.7), recall_topk=(1, 5),
-                        ignore_unknown_labels=False) -> dict:
+                        ignore_unknown_labels=False, protocol='activitynet') -> dict:
     """mAP per tIoU threshold (official ActivityNet rules), average mAP, per-class AP and
     Recall@k×N; every value a fraction in [0, 1].
+
+    ``protocol``: 'activitynet' (every ground-truth instance counts, duplicates included) or
+    'actionformer' (what the ActionFormer release's eval.py reports: duplicate ground truth
+    counted once, see ``protocols``); the result then has ``'ground_truth'`` with the number
+    of instances removed and of detections relabelled as the release counts them.
 
     Equal scores are ranked canonically, so the result never depends on input order:
     decreasing score, then video id, start time, end time (ascending); see
@@ -30,6 +36,12 @@ def evaluate_detections(ground_truth, predictions, subset=None,
          "recall": {"1x": [...], "5x": [...]}}
     """
     tious = [float(t) for t in tiou_thresholds]
+    report = None
+    if protocol == 'actionformer':
+        ground_truth, predictions, report = actionformer_inputs(ground_truth, predictions,
+                                                                subset)
+    elif protocol != 'activitynet':
+        raise ValueError(f'evaluation protocol must be one of {PROTOCOLS}, got {protocol!r}')
     inputs = prepare_inputs(ground_truth, predictions, subset, ignore_unknown_labels)
     gt, pred = inputs.gt, inputs.pred
     num_classes, num_videos = len(inputs.class_names), len(inputs.video_names)
@@ -40,7 +52,7 @@ def evaluate_detections(ground_truth, predictions, subset=None,
     ap = average_precision(tp, pred.cls, order, gt.cls, num_classes)           # T, C
     recall = topk_recall(groups, gt, pred, num_videos, tious, recall_topk, num_classes)
     mean_ap = ap.mean(axis=1)
-    return {
+    metrics = {
         'tious': tious,
         'mAP': mean_ap.tolist(),
         'average_mAP': float(mean_ap.mean()),
@@ -48,3 +60,7 @@ def evaluate_detections(ground_truth, predictions, subset=None,
         'recall': {f'{k}x': recall[:, i].mean(axis=1).tolist()
                    for i, k in enumerate(recall_topk)},
     }
+    if report is not None:
+        metrics['protocol'] = protocol
+        metrics['ground_truth'] = report
+    return metrics

@@ -7,7 +7,7 @@ consumed and every shape must match, otherwise the error lists the offending key
 """
 from pathlib import Path
 
-import torch
+from ..utils.safe_load import torch_load_safe
 
 WRAPPER_PREFIX = 'module.'
 
@@ -55,9 +55,8 @@ def load_official_actionformer(model, path_or_dict, use_ema=True):
     """
     if isinstance(path_or_dict, (str, Path)):
         source = str(path_or_dict)
-        if not Path(source).is_file():
-            raise FileNotFoundError(f'checkpoint not found: {source}')
-        ckpt = torch.load(source, map_location='cpu', weights_only=False)
+        # weights_only: refuses (naming the file) anything but tensors and plain values
+        ckpt = torch_load_safe(source, what='ActionFormer checkpoint')
     else:
         source, ckpt = '<checkpoint dict>', path_or_dict
     state = strip_prefix(_pick_weights(ckpt, use_ema, source))

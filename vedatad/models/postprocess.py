@@ -5,13 +5,13 @@ whose centre frame is t * feat_stride + feat_num_frames / 2, so
     seconds = (t * feat_stride + 0.5 * feat_num_frames) / fps.
 """
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..ops import batched_nms
+from ..utils.safe_load import load_plain_pickle
 
 
 def decode_level(cls_logits, offsets, points, mask, pre_nms_thresh, pre_nms_topk,
@@ -61,18 +61,33 @@ def steps_to_seconds(segs, feat_stride, feat_num_frames, fps, duration):
 
 def load_external_scores(path):
     """Video-level class scores {video_id: [score per class]} from a CUHK-style JSON
-    (``{"results": {...}}`` or a plain dict) or a pickle of such a dict."""
+    (``{"results": {...}}`` or a plain dict) or a pickle of such a dict (the release's
+    ``.pkl`` score files). Pickles are read with a restricted unpickler: only plain
+    containers, numbers, strings and numpy arrays; anything else is refused, naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'external classification score file not found: {path}')
     if path.suffix == '.json':
-        with open(path) as f:
-            data = json.load(f)
-        data = data.get('results', data)
+        with open(path, encoding='utf-8') as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f'{path}: not valid JSON ({err})') from None
     else:
-        with open(path, 'rb') as f:
-            data = pickle.load(f)
-    return {vid: np.asarray(scores, dtype=np.float64) for vid, scores in data.items()}
+        data = load_plain_pickle(path, what='external classification score file')
+    if isinstance(data, dict) and isinstance(data.get('results'), dict):
+        data = data['results']
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a mapping video id -> class scores, '
+                         f'got {type(data).__name__}')
+    scores = {}
+    for vid, values in data.items():
+        try:
+            scores[vid] = np.asarray(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f'{path}: video {vid!r}: class scores are not a list of '
+                             f'numbers ({type(values).__name__})') from None
+    return scores
 
 
 def fuse_external_scores(result, video_scores, topk=2, num_pred=200, source=''):

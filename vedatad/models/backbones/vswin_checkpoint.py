@@ -22,6 +22,8 @@ from collections import OrderedDict
 
 import torch
 
+from ...utils.safe_load import CheckpointError, torch_load_safe
+
 CONVERTED_FORMAT = 'vedatad.VideoSwin'
 CONVERTED_VERSION = 1
 
@@ -202,12 +204,11 @@ def check_and_fill(model, state_dict, index_buffers=None, source='<state dict>')
 
 
 def _load_file(path):
+    # weights_only: a file holding other objects (code) is refused, naming the file
     try:
-        return torch.load(path, map_location='cpu', weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # corrupt or not a torch file
-        raise VSwinCheckpointError(f'{path}: not a readable torch checkpoint ({err})') from err
+        return torch_load_safe(path, what='Video Swin checkpoint')
+    except CheckpointError as err:
+        raise VSwinCheckpointError(str(err)) from None
 
 
 def read_vswin_state_dict(path):

@@ -95,6 +95,18 @@ class TALLFormer(nn.Module):
             dist.barrier()  # other ranks open the bank only once rank 0 has copied it
         self.bank = MemoryBank.open(path, mode='r+', frozen=cfg['frozen'])
 
+    def run_state_paths(self, work_dir):
+        """What a training run rewrites besides checkpoints: the working bank (not the
+        template, and nothing when a frozen bank is read in place). A fresh run refuses to
+        reuse it, or moves it aside with --overwrite so it is copied again from the template."""
+        cfg = self.membank_cfg
+        if cfg['frozen'] and cfg['path'] is None:
+            return []
+        path = Path(cfg['path'] or os.path.join(work_dir, 'membank'))
+        if cfg['template'] and path.resolve() == Path(cfg['template']).resolve():
+            return []  # the bank is the template itself, on purpose
+        return [path]
+
     def on_train_iter_start(self, global_iter):
         self.train_iter = int(global_iter)
 
