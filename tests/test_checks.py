@@ -26,7 +26,7 @@ def _features_cfg(tmp_path, database, shapes, **dataset):
                    regression_range=[(0, 4), (4, 8), (8, 16), (16, 10000)]),
         train_dataset=dict(data, split='training'),
         val_dataset=dict(data, split='validation', is_training=False),
-        train_cfg=dict(epochs=2)))
+        train_cfg=dict(epochs=2), optimizer=dict(lr=1e-3)))
 
 
 def _video(subset, actions, duration=10.0, fps=10.0):

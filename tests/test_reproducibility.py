@@ -32,7 +32,7 @@ PIPELINE = """
 import sys
 from mmengine.config import Config
 import vedatad.data, vedatad.models
-from vedatad.membank.extract import extract_features
+from vedatad.engine.extract import extract_features
 from vedatad.engine import train
 data = sys.argv[1]
 ext = Config.fromfile('configs/extract/demo_tiny.py')

@@ -174,16 +174,20 @@ def load_from_section(cfg):
 
 
 def check_config_sections(cfg):
-    """Every problem of the engine's sections as messages (empty when all are valid), for a
-    whole-config check that reports everything at once."""
+    """Every problem of the engine's sections that the config holds, as messages (empty when
+    all are valid), for a whole-config check that reports everything at once. Sections the
+    config leaves out are not judged here (the job that needs one says so when it starts)."""
+    given = set(cfg.keys()) if hasattr(cfg, 'keys') else set()
+    checks = [('train_cfg', lambda: train_cfg_section(cfg)),
+              ('optimizer', lambda: optimizer_section(cfg)),
+              ('scheduler', lambda: scheduler_section(cfg, None)),
+              ('train_dataloader', lambda: dataloader_section(cfg, 'train_dataloader')),
+              ('val_dataloader', lambda: dataloader_section(cfg, 'val_dataloader')),
+              ('eval', lambda: eval_section(cfg)), (None, lambda: load_from_section(cfg))]
     problems = []
-    checks = [lambda: train_cfg_section(cfg), lambda: optimizer_section(cfg),
-              lambda: dataloader_section(cfg, 'train_dataloader'),
-              lambda: dataloader_section(cfg, 'val_dataloader'), lambda: eval_section(cfg),
-              lambda: load_from_section(cfg)]
-    if cfg.get('scheduler') is not None:
-        checks.append(lambda: scheduler_section(cfg, None))
-    for check in checks:
+    for name, check in checks:
+        if name is not None and name not in given:
+            continue
         try:
             check()
         except ConfigKeyError as err:
