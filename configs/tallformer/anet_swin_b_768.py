@@ -8,7 +8,6 @@ window_size = 768
 data_root = 'data/anet_1.3/'
 ann_file = data_root + 'annotations/anet1.3.json'
 model = dict(
-    keep_ratio=0.15,
     membank=dict(template=data_root + 'membank/swin_b_768_crop224'),
     backbone=dict(arch='base', frozen_stages=2, with_cp=True, drop_path_rate=0.2,
                   pretrained='data/pretrained/swin_base_patch244_window877_kinetics600_22k.pth'),
@@ -24,7 +23,8 @@ model = dict(
 common = dict(type='VideoDataset', ann_file=ann_file, chunk_size=32, window_size=window_size)
 train_dataset = dict(common, data_prefix=data_root + 'videos_768_256x256', subset='training',
                      mode='train', pipeline_cfg=dict(short_side=256, crop_size=224,
-                                                     min_coverage=0.75))
+                                                     min_coverage=0.75, keep_ratio=0.15,
+                                                     chunk_sampling='random'))
 val_dataset = dict(common, data_prefix=data_root + 'videos_768_256x256', subset='validation',
                    mode='test', lazy_windows=True,
                    pipeline_cfg=dict(short_side=256, crop_size=224, overlap=0.0))

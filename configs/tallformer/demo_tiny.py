@@ -9,8 +9,6 @@ window_size = 160
 data_root = 'data/synthetic/'
 ann_file = data_root + 'annotations.json'
 model = dict(
-    keep_ratio=0.2,
-    chunk_sampling='random',
     membank=dict(template=data_root + 'membank_demo_tiny'),
     backbone=dict(arch='demo', frozen_stages=-1, with_cp=False, drop_path_rate=0.0,
                   pretrained=None),
@@ -25,8 +23,11 @@ model = dict(
 common = dict(type='VideoDataset', ann_file=ann_file, data_prefix=data_root + 'videos',
               chunk_size=32, window_size=window_size, fps=None)
 pipeline_common = dict(short_side=64, crop_size=56)
+# one of the five chunks of each window is decoded and recomputed (keep_ratio 0.2), the
+# other four are read from the memory bank in the loader worker
 train_dataset = dict(common, subset='training', mode='train',
-                     pipeline_cfg=dict(pipeline_common, min_coverage=0.75, photometric=False))
+                     pipeline_cfg=dict(pipeline_common, min_coverage=0.75, photometric=False,
+                                       keep_ratio=0.2, chunk_sampling='random'))
 val_dataset = dict(common, subset='validation', mode='test',
                    pipeline_cfg=dict(pipeline_common, overlap=0.25))
 eval = dict(gt_json=ann_file, subset='validation', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])

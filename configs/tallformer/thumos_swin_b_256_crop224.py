@@ -12,7 +12,6 @@ data_root = 'data/thumos/'
 ann_file = data_root + 'annotations/thumos14.json'
 pretrained = 'data/pretrained/swin_base_patch244_window877_kinetics400_22k.pth'
 model = dict(
-    keep_ratio=0.15,
     membank=dict(template='data/thumos/membank/swin_b_15fps_256_crop224'),
     backbone=dict(arch='base', frozen_stages=2, with_cp=True, drop_path_rate=0.2,
                   pretrained=pretrained),
@@ -22,7 +21,8 @@ common = dict(type='VideoDataset', ann_file=ann_file, chunk_size=32, window_size
               backend='auto')
 train_dataset = dict(common, data_prefix=data_root + 'frames_15fps_256x256/validation',
                      subset='validation', mode='train',
-                     pipeline_cfg=dict(short_side=256, crop_size=224, min_coverage=0.75))
+                     pipeline_cfg=dict(short_side=256, crop_size=224, min_coverage=0.75,
+                                       keep_ratio=0.15, chunk_sampling='random'))
 val_dataset = dict(common, data_prefix=data_root + 'frames_15fps_256x256/test', subset='test',
                    mode='test', lazy_windows=True,
                    pipeline_cfg=dict(short_side=256, crop_size=224, overlap=0.25))

@@ -29,6 +29,7 @@ from .nonfinite import NonFiniteGuard
 from .optimizer import build_optimizer
 from .runtime import (configure_cpu, epoch_seed, get_logger, save_config_copy,
                       seed_everything)
+from .training_bank import setup_training_bank
 
 DEFAULT_TRAIN_CFG = dict(epochs=35, ckpt_interval=5, clip_grad_l2norm=-1, ema=dict(decay=0.999),
                          log_interval=10, seed=1234567891, amp=None, max_nonfinite_steps=10,
@@ -106,6 +107,11 @@ class Trainer:
         self.start_epoch = self._load_resume() if self.resume_path else 0
         if hasattr(self.raw_model, 'setup_work_dir'):
             self.raw_model.setup_work_dir(self.work_dir, self.resume_path is not None, info.rank)
+        # memory-bank models: the working bank goes to the dataset (reads) and the model
+        # (write-back); None for models without a bank
+        self.training_bank = setup_training_bank(self.raw_model, self.train_set, self.work_dir,
+                                                 self.resume_path is not None, info.rank,
+                                                 self.logger)
         self.model = self._wrap(self.raw_model)
         self.writer = self._tensorboard()
 
@@ -160,12 +166,15 @@ class Trainer:
         seed = epoch_seed(self.tcfg['seed'], epoch, self.info.rank)
         seed_everything(seed)
         self.loader.generator.manual_seed(seed)
+        if hasattr(self.train_set, 'set_epoch_seed'):  # per-item draws: seed, epoch, rank, index
+            self.train_set.set_epoch_seed(seed)
         sums, count, start = defaultdict(float), 0, time.time()
         bar = tqdm(self.loader, desc=f'epoch {epoch + 1}/{self.tcfg["epochs"]}',
                    disable=not self.info.is_main, dynamic_ncols=True, leave=False)
         for it, batch in enumerate(bar):
             global_iter = epoch * self.iters_per_epoch + it
-            losses = self.train_step(batch, global_iter, f'epoch {epoch + 1} iteration {it}')
+            where = f'epoch {epoch + 1} iteration {it}{describe_batch_videos(batch)}'
+            losses = self.train_step(batch, global_iter, where)
             if losses is None:
                 continue
             count += 1
@@ -173,6 +182,8 @@ class Trainer:
                 sums[k] += v
             bar.set_postfix(loss=f'{losses["final_loss"]:.3f}')
             self._log_iter(epoch, it, global_iter, losses)
+        if self.training_bank is not None:  # this epoch's bank writes land before the next reads
+            self.training_bank.epoch_end()
         averages = {k: v / max(count, 1) for k, v in sums.items()}
         stats = self._epoch_stats()
         self.logger.info(f'epoch {epoch + 1} done in {time.time() - start:.1f}s, lr '
@@ -263,6 +274,17 @@ class Trainer:
             path = save_checkpoint(self.work_dir, state)
             self.logger.info(f'saved {path}')
         dist_utils.barrier()
+
+
+def describe_batch_videos(batch, limit=8):
+    """' (videos a, b, ...)' naming the batch's videos, for warnings; '' when unknown."""
+    items = batch.get('metas') if isinstance(batch, dict) else batch
+    ids = [item.get('video_id') for item in items or [] if isinstance(item, dict)]
+    ids = [str(v) for v in ids if v is not None]
+    if not ids:
+        return ''
+    more = f', ... ({len(ids)} in all)' if len(ids) > limit else ''
+    return f' (videos {", ".join(ids[:limit])}{more})'
 
 
 def peak_rss_mb():
