@@ -201,13 +201,38 @@ def check_and_fill(model, state_dict, index_buffers=None, source='<state dict>')
     return OrderedDict((k, full[k]) for k in target)
 
 
+def _numpy_scalar_globals():
+    """numpy scalars / dtypes that mmcv-era release files keep in their ``meta``."""
+    import numpy as np
+    found = [np.dtype] + [type(np.dtype(t)) for t in ('float16', 'float32', 'float64', 'int8',
+                                                     'int16', 'int32', 'int64', 'uint8', 'bool')]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        try:
+            found.append(__import__(module, fromlist=['scalar']).scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    return found
+
+
 def _load_file(path):
+    """Tensors and plain containers only (``weights_only=True``): a checkpoint is never
+    allowed to run code while loading; numpy scalars in release metadata are accepted."""
     try:
-        return torch.load(path, map_location='cpu', weights_only=False)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as err:  # corrupt or not a torch file
-        raise VSwinCheckpointError(f'{path}: not a readable torch checkpoint ({err})') from err
+    except Exception as err:  # corrupt, not a torch file, or objects beyond plain data
+        raise VSwinCheckpointError(f'{path}: not a readable torch checkpoint of tensors and '
+                                   f'plain data ({_first_line(err)})') from err
+
+
+def _first_line(err):
+    """The informative line of a load error (torch's weights-only refusal names the type)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    named = [line for line in lines if 'got <class' in line or 'Unsupported global' in line]
+    return (named or lines or [type(err).__name__])[0]
 
 
 def read_vswin_state_dict(path):
@@ -230,27 +255,4 @@ def load_vswin_weights(model, path):
     state_dict, report = read_vswin_state_dict(path)
     buffers = report['index_buffers'] if report else None
     model.load_state_dict(check_and_fill(model, state_dict, buffers, source=str(path)))
-    return report
-
-
-def convert_checkpoint(src, dst, log=print):
-    """Official/mmaction2 release file -> converted file that ``pretrained=`` loads.
-
-    Every source key is mapped or reported; returns the report.
-    """
-    from ...utils.io import atomic_torch_save
-    from .video_swin import VideoSwin
-    state_dict, report = read_vswin_state_dict(src)
-    if report is None:
-        raise VSwinCheckpointError(f'{src} is already in the converted layout')
-    spec = infer_arch(state_dict)
-    model = VideoSwin(arch=None, drop_path_rate=0.0, **spec)
-    full = check_and_fill(model, state_dict, report['index_buffers'], source=str(src))
-    model.load_state_dict(full)  # proves the file loads
-    for key, why in report['dropped']:
-        log(f'dropped {key}: {why}')
-    log(f'mapped {len(report["mapped"])} keys; architecture {spec}')
-    meta = dict(format=CONVERTED_FORMAT, version=CONVERTED_VERSION, arch=spec,
-                source=str(src), dropped=[k for k, _ in report['dropped']])
-    atomic_torch_save(dict(state_dict=full, meta=meta), dst)
     return report
