@@ -169,7 +169,11 @@ class SelectFreshChunks:
                              f'not on the {self.chunk_size}-frame chunk grid')
         n = window // self.chunk_size
         valid = math.ceil((min(offset + window, num_frames) - offset) / self.chunk_size)
-        fresh = select_fresh_chunks(n, self.keep_ratio, self.sampling, _rng(results), valid)
+        # a child generator: the spatial draws that follow (crop, flip, colours) stay those
+        # the whole window would get without this step, so the fresh chunks look exactly
+        # like the same chunks of the whole-window pipeline
+        chunk_rng = _rng(results).spawn(1)[0]
+        fresh = select_fresh_chunks(n, self.keep_ratio, self.sampling, chunk_rng, valid)
         results.update(fresh_chunks=fresh, num_window_chunks=n, chunk_size=self.chunk_size,
                        frame_inds=chunk_frame_indices(offset, fresh, self.chunk_size,
                                                       num_frames))
