@@ -57,11 +57,11 @@ GOALS = dict(decode=1.1, bytes=0.15, loader=5.0, step=0.5)
 
 
 # ------------------------------------------------------------------ data
-def make_videos(root, num_videos, seconds, gop):
-    """Synthetic 256x256 videos as mp4 files and JPEG frame folders, annotations JSON."""
+def make_videos(root, num_videos, seconds, gop, size=SIZE):
+    """Synthetic size x size videos as mp4 files and JPEG frame folders, annotations JSON."""
     database = {}
     for i in range(num_videos):
-        frames, segments = render_video(i, 7, seconds, SIZE, 3, FPS)
+        frames, segments = render_video(i, 7, seconds, size, 3, FPS)
         vid = f'video{i}'
         (root / 'mp4').mkdir(parents=True, exist_ok=True)
         encode_video(frames, root / 'mp4' / f'{vid}.mp4', FPS, gop=gop)
@@ -84,8 +84,8 @@ def make_bank(path, dataset, feat_dim):
     return bank
 
 
-def build_dataset(root, source, fresh):
-    cfg = dict(short_side=SIZE, crop_size=CROP, min_coverage=0.75, photometric=True)
+def build_dataset(root, source, fresh, size=SIZE, crop=CROP):
+    cfg = dict(short_side=size, crop_size=crop, min_coverage=0.75, photometric=True)
     if fresh:
         cfg.update(keep_ratio=KEEP, chunk_sampling='random')
     return VideoDataset(root / 'ann.json', root / source, subset='training', mode='train',
