@@ -69,7 +69,7 @@ def test_bank_model_and_videos_are_checked_before_training(tmp_path, template):
     with pytest.raises(BankError, match=r"not in the bank \(e\.g\. \['zz'\]\)"):
         check_bank_fits(bank, model, videos('a', 'zz'))
     wrong = SimpleNamespace(feat_dim=1024, chunk_size=16, frames_per_row=2)
-    with pytest.raises(BankError, match='feature size: bank 8, backbone 1024(.|\n)*frames per chunk'):
+    with pytest.raises(BankError, match='feature size: bank 8, backbone 1024(.|\n)*per chunk'):
         check_bank_fits(bank, wrong, videos('a'))
     # models without a bank need nothing; a bank model with a whole-window dataset is refused
     assert setup_training_bank(model, videos('a'), tmp_path) is None

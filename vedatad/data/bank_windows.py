@@ -21,10 +21,9 @@ Errors are ``BankDataError`` and name the bank, the video and the chunk, and say
 
 Ordering: a video goes to at most one rank per epoch (the training sampler drops the
 remainder instead of padding with repeats), so a read never races a write of the same chunk
-in the same epoch, and the engine flushes the bank between epochs (``vedatad.engine.membank``).
+in the same epoch, and all ranks meet between epochs after any pending bank writes
+(``vedatad.engine.training_bank``).
 """
-import math
-
 import numpy as np
 
 from ..membank import BankError
@@ -137,6 +136,8 @@ class BankChunkWriter:
             feats = feats.detach().float().cpu().numpy()
         start = 0
         for vid, c0, picks in zip(video_ids, first_chunks, fresh_chunks):
+            if hasattr(picks, 'cpu'):  # DDP may have moved the batch's tensors to the GPU
+                picks = picks.cpu().numpy()
             picks = np.asarray(picks, np.int64)
             part = feats[start:start + len(picks)]
             start += len(picks)
@@ -150,11 +151,3 @@ class BankChunkWriter:
         if hasattr(self.bank, 'flush'):
             self.bank.flush()
 
-
-def window_chunks(num_frames, frame_offset, window_size, chunk_size=32):
-    """(first chunk, chunks in the window, chunks holding real frames) of a window."""
-    first = int(frame_offset) // chunk_size
-    n = int(window_size) // chunk_size
-    valid = math.ceil(max(min(int(num_frames) - int(frame_offset), int(window_size)), 0)
-                      / chunk_size)
-    return first, n, valid

@@ -409,5 +409,6 @@ def window_frames_to_seconds(x, frame_offset, fps):
     return (np.asarray(x, np.float64) + frame_offset) / fps
 
 
-__all__ = ['VideoDataset', 'VideoWindows', 'collate_video_windows', 'default_video_pipeline', 'find_videos',
-           'seconds_to_frames', 'window_frames_to_seconds']
+__all__ = ['PIPELINE_CFG_KEYS', 'VideoDataset', 'VideoWindows', 'collate_video_windows',
+           'default_video_pipeline', 'find_videos', 'seconds_to_frames',
+           'window_frames_to_seconds']
