@@ -4,6 +4,9 @@ Protocol: ``model(batch, mode='loss')`` returns a dict of scalar tensors with th
 ``'final_loss'``. Optional hooks on the (unwrapped) model: ``setup_work_dir(work_dir, resume,
 rank)`` once before training, ``on_train_iter_start(global_iter)`` before each step,
 ``extra_state()`` / ``load_extra_state(d)`` saved in / restored from the checkpoint's meta.
+Memory-bank models (a ``membank_cfg``) get the working bank set up by
+``training_bank.setup_training_bank`` (dataset ``attach_bank``, model ``attach_bank_writer``);
+a dataset with ``set_epoch_seed(seed)`` gets each epoch's seed for its per-item draws.
 
 Per iteration: forward, non-finite guard, backward, optional clipping, optimiser and
 scheduler step, EMA update. Every epoch starts from a seed derived from (seed, epoch, rank),
