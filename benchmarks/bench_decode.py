@@ -3,10 +3,11 @@
     python benchmarks/bench_decode.py [--video PATH] [--repeats 3] [--window 64]
 
 Readers: decord on the video file, the frame-folder reader on JPEGs extracted from the
-same video (all frames, same size), and the ffmpeg pipe. Two access patterns: the whole
-video in order, and random windows of --window frames starting on the 32-frame grid (what
-training reads). Without --video, the mmaction2 demo fixture is used if present, else a
-synthetic 256x256 clip is generated.
+same video (all frames, same size), and the ffmpeg pipe. Three access patterns: the whole
+video in order, random windows of --window frames starting on the 32-frame grid (what
+whole-window training and testing read), and two random 32-frame chunks at a time (what
+bank-backed training reads: the fresh chunks only). Without --video, the mmaction2 demo
+fixture is used if present, else a synthetic 256x256 clip is generated.
 """
 import argparse
 import statistics
@@ -39,6 +40,19 @@ def windows(num_frames, window, count, seed=0):
     return [np.arange(s, min(s + window, num_frames)) for s in starts]
 
 
+def fresh_chunks(num_frames, count, chunks=2, seed=0):
+    """What bank-backed training decodes: ``chunks`` random 32-frame chunks of the video
+    (the fresh chunks of a window; the other chunks come from the memory bank)."""
+    rng = np.random.default_rng(seed)
+    total = max(num_frames // 32, 1)
+    out = []
+    for _ in range(count):
+        picks = np.sort(rng.choice(total, size=min(chunks, total), replace=False))
+        frames = (picks[:, None] * 32 + np.arange(32)[None]).reshape(-1)
+        out.append(frames[frames < num_frames])
+    return out
+
+
 def rate(read, index_sets, repeats):
     """Median frames/s over ``repeats`` passes of reading every index set."""
     total = sum(len(i) for i in index_sets)
@@ -68,7 +82,9 @@ def main(argv=None):
         h, w = readers['decord (video file)'].height, readers['decord (video file)'].width
         patterns = {'whole video': [np.arange(n)],
                     f'{args.num_windows} random {args.window}-frame windows':
-                        windows(n, args.window, args.num_windows)}
+                        windows(n, args.window, args.num_windows),
+                    f'{args.num_windows} x 2 random 32-frame chunks (fresh chunks)':
+                        fresh_chunks(n, args.num_windows)}
         print(f'video: {video.name}, {n} frames, {w}x{h}, median of {args.repeats} runs')
         header = f"| reader | {' | '.join(patterns)} |"
         print(header)

@@ -6,8 +6,8 @@ import torch
 
 from vedatad.models.backbones.video_swin import VideoSwin
 from vedatad.models.backbones.vswin_checkpoint import (VSwinCheckpointError,
-                                                       convert_checkpoint,
                                                        vedatad_key_to_official)
+from vedatad.models.backbones.vswin_convert import convert_checkpoint
 
 torch.set_num_threads(1)
 
@@ -149,3 +149,41 @@ def test_tool_cli(tmp_path, model, repo_root, capsys):
     assert tool.main(['--src', str(tmp_path / 'bad.pth'), '--dst', str(tmp_path / 'b.pth')]) == 1
     assert 'bad.pth' in capsys.readouterr().err
     assert not (tmp_path / 'b.pth').exists()
+
+
+class _Payload:
+    """An arbitrary object: loading it would mean running unpickling code."""
+
+
+def test_release_metadata_with_numpy_scalars_loads_but_objects_are_refused(tmp_path, model):
+    import numpy as np
+    ckpt = make_official(model)
+    ckpt['meta'].update(hook_msgs={'best_score': np.float64(0.7)}, dtype=np.dtype('float32'))
+    torch.save(ckpt, tmp_path / 'mmcv_meta.pth')
+    VideoSwin(arch=None, pretrained=str(tmp_path / 'mmcv_meta.pth'), **SPEC)
+    ckpt = make_official(model)
+    ckpt['meta']['payload'] = _Payload()
+    torch.save(ckpt, tmp_path / 'object.pth')
+    with pytest.raises(VSwinCheckpointError, match='object.pth.*plain data'):
+        VideoSwin(arch=None, pretrained=str(tmp_path / 'object.pth'), **SPEC)
+
+
+def test_backbone_modules_import_each_other_one_way(repo_root):
+    """video_swin -> vswin_checkpoint and vswin_convert -> both; no cycle, also not through
+    imports inside functions."""
+    import ast
+    folder = repo_root / 'vedatad' / 'models' / 'backbones'
+    graph = {}
+    for path in folder.glob('*.py'):
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets.add(node.module or '')
+        graph[path.stem] = targets & {p.stem for p in folder.glob('*.py')}
+    assert graph['vswin_checkpoint'] == set()
+    assert 'vswin_checkpoint' in graph['video_swin']
+
+    def reaches(start, goal, seen=()):
+        return any(t == goal or (t not in seen and reaches(t, goal, seen + (t,)))
+                   for t in graph.get(start, ()))
+    assert not any(reaches(m, m) for m in graph), graph

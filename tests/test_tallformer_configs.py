@@ -43,3 +43,20 @@ def test_model_builds_with_consistent_shapes(path):
     assert model.detector.padded_length(steps) == model.detector.max_seq_len
     for layer in model.tcm.layers:  # the relative position table spans one window
         assert layer.attn.rel_bias.max_len == steps
+
+
+@pytest.mark.parametrize('path', TALLFORMER, ids=lambda p: p.stem)
+def test_training_uses_bank_backed_windows(path):
+    """Training decodes only the fresh chunks (uint8) and reads the rest from the bank;
+    the chunk choice is a data setting, not a model one."""
+    from vedatad.data.video_dataset import default_video_pipeline
+    cfg = Config.fromfile(str(path))
+    pipeline_cfg = cfg.train_dataset.pipeline_cfg.to_dict()
+    assert 0 < pipeline_cfg['keep_ratio'] < 1 and 'keep_ratio' not in cfg.model
+    types = [t['type'] for t in default_video_pipeline(
+        'train', cfg.train_dataset.window_size, cfg.train_dataset.chunk_size, **pipeline_cfg)]
+    assert types.index('SelectFreshChunks') < types.index('DecodeFrames')
+    assert types[-1] == 'FormatFreshChunks'
+    normalize = [t for t in default_video_pipeline(
+        'train', cfg.train_dataset.window_size, **pipeline_cfg) if t['type'] == 'Normalize']
+    assert normalize[0]['on_device']

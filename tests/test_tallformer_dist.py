@@ -1,11 +1,15 @@
 """TALLFormer trained end to end by two CPU processes (gloo) through tools/dist_trainval.sh on
-synthetic videos: each rank writes its own videos' chunks into the shared working bank, the
-ranks' weights stay equal, the template bank is left alone, and a resumed run keeps using the
-working bank."""
+synthetic videos, as two torchrun "nodes" (--nnodes 2, master on 127.0.0.1) sharing one
+working bank on the filesystem: the template is copied once (by global rank 0, also when
+the nodes start at different times), each rank writes only its own videos' chunks into the
+shared working bank, the ranks' weights stay equal, the template is left alone, and a run
+resumed on one node (torchrun --standalone, two processes) keeps using the working bank."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,20 +25,36 @@ CONFIG = os.path.join(REPO, 'configs', 'tallformer', 'demo_tiny.py')
 NUM_TRAIN = 4   # of 6 synthetic videos (2/3 training); each has 4 chunks of 32 frames
 
 # Imported by trainval.py through the config's custom_imports: TALLFormer that records, per
-# process, the videos it trained on, the chunks it wrote and its weights after each epoch.
+# process, the videos it trained on, the chunks it wrote and its weights after each epoch;
+# and every copy of a template bank, as a marker file next to the copy.
 PROBE_MODULE = '''
 import os
 import torch
 import torch.distributed as dist
+from vedatad.membank import MemoryBank
 from vedatad.models.detectors.tallformer import TALLFormer
 from vedatad.registry import MODELS
+
+_copy = MemoryBank.copy.__func__
+
+
+def _recording_copy(cls, src, dst, **kwargs):
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    marker = os.path.join(os.path.dirname(str(dst)), f'copied_by_rank{rank}_pid{os.getpid()}')
+    open(marker, 'w').close()
+    return _copy(cls, src, dst, **kwargs)
+
+
+MemoryBank.copy = classmethod(_recording_copy)
 
 
 @MODELS.register_module()
 class RankProbeTALLFormer(TALLFormer):
-    def setup_work_dir(self, work_dir, resume=False, rank=0):
-        super().setup_work_dir(work_dir, resume, rank)
-        tag = 'resume' if resume else 'first'
+    def attach_bank_writer(self, writer):  # once per process, before the first step
+        super().attach_bank_writer(writer)
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        work_dir = os.path.dirname(str(writer.bank.path))
+        tag = os.environ['PROBE_TAG']
         self.probe_path = os.path.join(work_dir, f'probe_{tag}_rank{rank}.pt')
         self.initial = {k: v.clone() for k, v in self.state_dict().items()}
         self.trained, self.written = [], []
@@ -43,11 +63,14 @@ class RankProbeTALLFormer(TALLFormer):
         self.trained += [m['video_id'] for m in batch['metas']]
         return super().forward_loss(batch)
 
-    def write_back(self, fresh, picks, first_chunks, video_ids):
-        super().write_back(fresh, picks, first_chunks, video_ids)
-        for vid, c0, p in zip(video_ids, first_chunks, picks):
-            self.written += [(vid, int(c), self.train_iter) for c in c0 + p
-                             if c < self.bank.num_chunks(vid)]
+    def write_back(self, batch, fresh):
+        super().write_back(batch, fresh)
+        bank = self.bank_writer.bank
+        for meta, off, picks in zip(batch['metas'], batch['frame_offsets'].tolist(),
+                                    batch['fresh_chunks']):
+            vid = meta['video_id']
+            self.written += [(vid, int(c), self.train_iter) for c in off // 32 + picks
+                             if c < bank.num_chunks(vid)]
 
     def epoch_stats(self):
         torch.save({'initial': self.initial, 'state': self.state_dict(),
@@ -57,11 +80,51 @@ class RankProbeTALLFormer(TALLFormer):
         return super().epoch_stats()
 '''
 
+needs_gloo = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available() and shutil.which('bash')),
+    reason='needs torch.distributed with gloo and bash for torchrun')
 
-def _run(cmd, env, timeout=240):
+
+def _check(proc, out, cmd):
+    assert proc.returncode == 0, f'{cmd}\n{out[0][-2000:]}\n{out[1][-4000:]}'
+
+
+def _run(cmd, env, timeout=300):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
-    assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
+    _check(proc, (proc.stdout, proc.stderr), cmd)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _two_nodes(cmd, env, delays=(0.0, 3.0), timeout=300):
+    """Launch ``cmd`` as node 0 and node 1 of a two-node torchrun job on this machine, one
+    process each, node k started ``delays[k]`` seconds after the first."""
+    port = _free_port()
+    procs = []
+    for node in sorted(range(2), key=lambda k: delays[k]):
+        time.sleep(max(0.0, delays[node] - (delays[procs[-1][0]] if procs else 0.0)))
+        if node == 0:  # torchrun's own flags
+            node_env = dict(env, TORCHRUN_ARGS=f'--nnodes 2 --node_rank 0 --master_addr '
+                                               f'127.0.0.1 --master_port {port}')
+        else:  # the launcher's environment variables
+            node_env = dict(env, NNODES='2', NODE_RANK='1', MASTER_ADDR='127.0.0.1',
+                            MASTER_PORT=str(port))
+            node_env.pop('TORCHRUN_ARGS', None)
+        procs.append((node, subprocess.Popen(cmd, cwd=REPO, env=node_env, text=True,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    for node, proc in procs:
+        try:
+            out = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for _, p in procs:
+                p.kill()
+            raise
+        _check(proc, out, f'node {node}: {cmd}')
 
 
 def _all_steps(bank):
@@ -88,16 +151,21 @@ def _latest_writes(*records):
     return latest
 
 
-@pytest.fixture
-def synthetic_bank(tmp_path):
-    """Six 8 s synthetic videos at 64 px and their template bank, all steps -1."""
-    data = tmp_path / 'data'
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    _run([sys.executable, 'tools/data/make_synthetic_videos.py', str(data), '--num-videos', '6',
-          '--seconds', '8', '--size', '64', '--seed', '0'], env)
-    _run([sys.executable, 'tools/data/extract_features.py', '--config',
-          'configs/extract/demo_tiny.py', '--cfg-options', f'data.root={data}/videos',
-          f'data.ann_file={data}/annotations.json', f'bank.path={data}/bank'], env)
+@pytest.fixture(scope='module')
+def synthetic_bank(tmp_path_factory):
+    """Six 8 s synthetic videos at 64 px and a template bank of random (non-zero) features
+    for them, all steps -1 (the features' values do not matter here)."""
+    from vedatad.data.synthetic_videos import make_synthetic_videos
+    from vedatad.data.video_readers import open_video
+    data = tmp_path_factory.mktemp('dist') / 'data'
+    make_synthetic_videos(data, num_videos=6, seconds=8, size=64, num_classes=3, seed=0)
+    bank = MemoryBank.create(data / 'bank', feat_dim=128, backbone='VideoSwin-demo')
+    rng = np.random.default_rng(0)
+    for path in sorted((data / 'videos').glob('*.mp4')):
+        bank.add_video(path.stem, open_video(path).num_frames)
+        n = bank.num_chunks(path.stem)
+        bank.write_chunks(path.stem, list(range(n)), rng.standard_normal((n, 16, 128)), step=-1)
+        bank.mark_complete(path.stem)
     return data
 
 
@@ -118,16 +186,17 @@ def _write_config(tmp_path, data):
     return path
 
 
-@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()
-                         and shutil.which('bash')),
-                    reason='needs torch.distributed with gloo and bash for torchrun')
-def test_two_ranks_share_the_bank_and_stay_equal_then_resume(synthetic_bank, tmp_path):
-    cfg_path = _write_config(tmp_path, synthetic_bank)
-    work = tmp_path / 'work'
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable,
-               PYTHONPATH=os.pathsep.join([REPO, str(tmp_path)]))
-    _run(['bash', 'tools/dist_trainval.sh', cfg_path, '2', '--work-dir', str(work)], env)
+def _env(tmp_path, tag):
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PROBE_TAG=tag,
+                PYTHONPATH=os.pathsep.join([REPO, str(tmp_path)]))
 
+
+def _copy_markers(work):
+    return sorted(p.name for p in work.iterdir() if p.name.startswith('copied_by_'))
+
+
+def _check_first_epoch(work, template_path):
+    """Two ranks, one epoch: disjoint videos, own chunks written, equal weights."""
     r0 = torch.load(work / 'probe_first_rank0.pt')
     r1 = torch.load(work / 'probe_first_rank1.pt')
     assert r0['world'] == r1['world'] == 2
@@ -140,17 +209,13 @@ def test_two_ranks_share_the_bank_and_stay_equal_then_resume(synthetic_bank, tmp
     for rec in (r0, r1):
         assert {vid for vid, _, _ in rec['written']} == set(rec['trained'])
         assert sorted(step for _, _, step in rec['written']) == [0, 1]
-
     # both processes' writes landed in the shared working bank, nothing else changed there
     bank = MemoryBank.open(work / 'membank', 'r')
-    steps_after_first = _all_steps(bank)
-    written = {k: s for k, s in steps_after_first.items() if s >= 0}
+    written = {k: s for k, s in _all_steps(bank).items() if s >= 0}
     assert written == _latest_writes(r0['written'], r1['written'])
     assert {vid for vid, _ in written} == train_ids
-    # the template stays as extracted: never written
-    template = MemoryBank.open(synthetic_bank / 'bank', 'r')
+    template = MemoryBank.open(template_path, 'r')
     assert set(_all_steps(template).values()) == {-1}
-
     # DDP kept the ranks' weights equal although they trained on different videos, and
     # rank 0 saved exactly those weights
     assert any(not torch.equal(r0['initial'][k], r0['state'][k]) for k in r0['state'])
@@ -159,24 +224,48 @@ def test_two_ranks_share_the_bank_and_stay_equal_then_resume(synthetic_bank, tmp
     _assert_same_state(ckpt['state_dict'], r0['state'])
     assert ckpt['meta']['world_size'] == 2
     assert ckpt['meta']['extra_state']['bank_step'] == 1  # last iteration of rank 0
+    return r0, r1, train_ids
 
-    # resume in one process for a second epoch: the working bank is reused, not recopied
-    _run([sys.executable, 'tools/trainval.py', cfg_path, '--work-dir', str(work), '--resume',
-          '--cfg-options', 'train_cfg.early_stop_epochs=2'], env)
-    res = torch.load(work / 'probe_resume_rank0.pt')
-    assert sorted(res['trained']) == sorted(train_ids)
-    assert min(step for _, _, step in res['written']) == NUM_TRAIN  # epoch 2 starts at iter 4
-    expected = _latest_writes(r0['written'], r1['written'], res['written'])
-    kept = {k: s for k, s in expected.items() if s < NUM_TRAIN}
+
+def _check_resumed(work, template_path, firsts, resumed, first_iter):
+    """After the resume: the working bank holds exactly the last write of every chunk."""
+    assert min(step for rec in resumed for _, _, step in rec['written']) == first_iter
+    expected = _latest_writes(*[r['written'] for r in firsts], *[r['written'] for r in resumed])
+    kept = {k: s for k, s in expected.items() if s < first_iter}
     assert kept, 'every first-epoch chunk was rewritten: the resume check would be vacuous'
     bank = MemoryBank.open(work / 'membank', 'r')
+    template = MemoryBank.open(template_path, 'r')
     final = _all_steps(bank)
     assert {k: s for k, s in final.items() if s >= 0} == expected
     # written chunks hold new features, the others still the template's
     for (vid, chunk), step in final.items():
-        same = np.array_equal(bank.read_window(vid, chunk, 1),
-                              template.read_window(vid, chunk, 1))
+        same = np.array_equal(bank.read_chunks(vid, [chunk]), template.read_chunks(vid, [chunk]))
         assert same == (step < 0), (vid, chunk, step)
-    ckpt2 = load_checkpoint(str(work / 'epoch_002.pth.tar'))
-    assert ckpt2['meta']['extra_state']['bank_step'] == 2 * NUM_TRAIN - 1
     assert set(_all_steps(template).values()) == {-1}
+
+
+@needs_gloo
+def test_two_nodes_share_one_bank_on_the_filesystem_then_resume(synthetic_bank, tmp_path):
+    cfg_path = _write_config(tmp_path, synthetic_bank)
+    work = tmp_path / 'work'
+    cmd = ['bash', 'tools/dist_trainval.sh', cfg_path, '1', '--work-dir', str(work)]
+    # node 1 starts first and waits; the master node (global rank 0, which copies the
+    # template) joins 3 s later
+    _two_nodes(cmd, _env(tmp_path, 'first'), delays=(3.0, 0.0))
+    markers = _copy_markers(work)
+    assert len(markers) == 1 and markers[0].startswith('copied_by_rank0_'), markers
+    r0, r1, train_ids = _check_first_epoch(work, synthetic_bank / 'bank')
+
+    # resume for a second epoch as one node with two processes (torchrun --standalone):
+    # the working bank is reused, not copied again
+    _run(['bash', 'tools/dist_trainval.sh', cfg_path, '2', '--work-dir', str(work), '--resume',
+          '--cfg-options', 'train_cfg.epochs=2'], _env(tmp_path, 'resume'))
+    assert _copy_markers(work) == markers
+    res = [torch.load(work / f'probe_resume_rank{r}.pt') for r in (0, 1)]
+    assert not set(res[0]['trained']) & set(res[1]['trained'])
+    assert set(res[0]['trained']) | set(res[1]['trained']) == train_ids
+    _assert_same_state(res[0]['state'], res[1]['state'])
+    _check_resumed(work, synthetic_bank / 'bank', (r0, r1), res, NUM_TRAIN // 2)
+    ckpt2 = load_checkpoint(str(work / 'epoch_002.pth.tar'))
+    _assert_same_state(ckpt2['state_dict'], res[0]['state'])
+    assert ckpt2['meta']['extra_state']['bank_step'] == NUM_TRAIN - 1

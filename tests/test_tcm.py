@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vedatad.models.chunk_sampling import (SAMPLING_MODES, num_fresh_chunks,
-                                           select_fresh_chunks)
+from vedatad.data.chunk_sampling import (SAMPLING_MODES, num_fresh_chunks,
+                                         select_fresh_chunks)
 from vedatad.models.tcm import TemporalConsistencyModule
 
 

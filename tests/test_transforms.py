@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from vedatad.data.transforms import (CenterCrop, Compose, FixedWindow, FormatWindow,
-                                     FormatWindows, Normalize, PhotoMetricDistortion,
-                                     RandomCrop, RandomFlip, Resize, SlidingWindows,
-                                     TemporalRandomCrop, chunk_grid_starts, crop_segments,
-                                     segment_coverage)
+from vedatad.data.transforms import (CenterCrop, Compose, FixedWindow, FormatFreshChunks,
+                                     FormatWindow, FormatWindows, Normalize,
+                                     PhotoMetricDistortion, RandomCrop, RandomFlip, Resize,
+                                     SelectFreshChunks, SlidingWindows, TemporalRandomCrop,
+                                     chunk_grid_starts, crop_segments, segment_coverage)
 from vedatad.registry import TRANSFORMS
 
 
@@ -171,3 +171,58 @@ def test_registry_and_compose():
     assert TRANSFORMS.get('PhotoMetricDistortion') is PhotoMetricDistortion
     res = pipe(dict(state(100, [[10, 40]]), imgs=video(t=1)))
     assert res['frame_offset'] in (0, 32, 64) and res['imgs'].dtype == np.float32
+
+
+def test_select_fresh_chunks_sets_only_their_frames():
+    select = SelectFreshChunks(keep_ratio=0.25, sampling='uniform_jitter')
+    for seed in range(20):
+        res = select(crop_segments(state(200, seed=seed), 128, 128, 0.5))  # frames 128..199
+        fresh = res['fresh_chunks']
+        assert res['num_window_chunks'] == 4 and len(fresh) == 1
+        assert fresh.max() < 3  # chunk 3 (frames 224..255) is past the video end
+        frames = res['frame_inds']
+        want = np.arange(128 + 32 * fresh[0], min(128 + 32 * fresh[0] + 32, 200))
+        assert frames.tolist() == want.tolist()
+    res = SelectFreshChunks(keep_ratio=0.5)(crop_segments(state(500), 64, 256, 0.5))
+    assert len(res['fresh_chunks']) == 4 and len(res['frame_inds']) == 128
+    with pytest.raises(ValueError, match='chunk grid'):
+        SelectFreshChunks(0.5)(dict(state(100), frame_offset=16, window_size=64))
+    with pytest.raises(ValueError, match='sampling'):
+        SelectFreshChunks(0.5, sampling='all')
+
+
+def test_select_fresh_chunks_leaves_the_spatial_draws_alone():
+    crop = TemporalRandomCrop(window_size=128)
+    a = crop(state(400, [[10, 300]], seed=4))
+    b = SelectFreshChunks(0.5)(crop(state(400, [[10, 300]], seed=4)))
+    assert a['frame_offset'] == b['frame_offset']
+    assert a['rng'].random() == b['rng'].random()  # the next draw (a crop) is the same
+
+
+def test_format_fresh_chunks_pads_the_last_chunk():
+    res = SelectFreshChunks(keep_ratio=1.0)(crop_segments(state(70, [[5, 20]]), 0, 96, 0.5))
+    assert res['fresh_chunks'].tolist() == [0, 1, 2] and len(res['frame_inds']) == 70
+    res['imgs'] = video(t=70, h=4, w=6)
+    out = FormatFreshChunks()(res)
+    imgs = out['fresh_imgs']
+    assert imgs.shape == (3, 3, 32, 4, 6) and imgs.dtype == torch.uint8
+    flat = imgs.permute(0, 2, 3, 4, 1).reshape(96, 4, 6, 3)
+    assert torch.equal(flat[:70], torch.from_numpy(res['imgs']))
+    assert torch.all(flat[70:] == 0)
+    assert out['masks'].tolist() == [True] * 70 + [False] * 26
+    res['imgs'] = res['imgs'].astype(np.float32)
+    with pytest.raises(ValueError, match='uint8'):
+        FormatFreshChunks()(res)
+
+
+def test_uint8_photometric_and_device_normalisation():
+    imgs = video(t=3)
+    as_float = PhotoMetricDistortion(p=1.0)(dict(imgs=imgs, rng=np.random.default_rng(2)))
+    as_uint8 = PhotoMetricDistortion(p=1.0, out_dtype='uint8')(
+        dict(imgs=imgs, rng=np.random.default_rng(2)))
+    assert as_uint8['imgs'].dtype == np.uint8
+    assert np.abs(as_uint8['imgs'] - as_float['imgs']).max() <= 0.5 + 1e-4
+    res = Normalize(mean=(1, 2, 3), std=(4, 5, 6), on_device=True)(dict(as_uint8))
+    assert res['imgs'] is as_uint8['imgs'] and res['pixel_std'].tolist() == [4, 5, 6]
+    with pytest.raises(ValueError, match="out_dtype='uint8'"):
+        Normalize(on_device=True)(dict(as_float))

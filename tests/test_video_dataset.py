@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from vedatad.data.synthetic_videos import class_style, make_synthetic_videos
-from vedatad.data.video_dataset import (VideoDataset, collate_video_windows,
+from vedatad.data.video_dataset import (IMAGENET_MEAN, IMAGENET_STD, VideoDataset,
+                                        collate_video_windows,
                                         window_frames_to_seconds)
 from vedatad.data.video_jobs import extract_frames_folder
 from vedatad.registry import COLLATE_FUNCTIONS, DATASETS
@@ -162,3 +163,170 @@ def test_lazy_windows_equal_eager_windows(synthetic):
     with pytest.raises(ValueError, match='test-mode'):
         VideoDataset(synthetic / 'annotations.json', synthetic / 'videos', window_size=64,
                      lazy_windows=True)
+
+
+# ------------------------------------------------------------------ bank-backed train items
+FEAT = 8
+
+
+def fill_bank(path, ds, complete=True, frames=None):
+    """A bank holding every video of ``ds``: chunk c of video i is i * 100 + c + 1."""
+    from vedatad.membank import MemoryBank
+    bank = MemoryBank.create(path, feat_dim=FEAT, backbone='test')
+    for i, video in enumerate(ds.videos):
+        vid = video.video_id
+        bank.add_video(vid, frames or ds.open(i).num_frames)
+        n = bank.num_chunks(vid)
+        values = np.repeat(i * 100.0 + np.arange(n) + 1, 16)[:, None]
+        bank.write_chunks(vid, list(range(n)), np.broadcast_to(values, (n * 16, FEAT)), -1)
+        if complete:
+            bank.mark_complete(vid)
+    return bank
+
+
+def fresh_dataset(synthetic, data_prefix=None, **cfg):
+    pipeline_cfg = dict(dict(short_side=64, crop_size=48, keep_ratio=0.34, min_coverage=1e-6),
+                        **cfg)
+    return VideoDataset(synthetic / 'annotations.json', data_prefix or synthetic / 'videos',
+                        subset='training', window_size=96, pipeline_cfg=pipeline_cfg)
+
+
+def test_fresh_items_decode_only_the_fresh_chunks(synthetic, tmp_path, monkeypatch):
+    from vedatad.data import video_readers
+    from vedatad.data.video_jobs import extract_frames_folder
+    extract_frames_folder(synthetic / 'videos', tmp_path / 'frames', progress=False, fps=15)
+    decoded, files = [], []
+    real_read, real_load = video_readers.VideoReader.read, video_readers.FrameFolderReader._load
+    monkeypatch.setattr(video_readers.VideoReader, 'read',
+                        lambda self, idx: decoded.append(len(idx)) or real_read(self, idx))
+    monkeypatch.setattr(video_readers.FrameFolderReader, '_load',
+                        lambda self, i: files.append(i) or real_load(self, i))
+    for prefix in (synthetic / 'videos', tmp_path / 'frames'):
+        ds = fresh_dataset(synthetic, prefix)
+        ds.attach_bank(fill_bank(tmp_path / f'bank_{prefix.name}', ds))
+        ds.set_epoch_seed(0)
+        decoded.clear(), files.clear()
+        for index in range(len(ds)):
+            item = ds[index]
+            (chunk,) = item['fresh_chunks'].tolist()  # one of the window's 3 chunks
+            assert item['fresh_imgs'].shape == (1, 3, 32, 48, 48)
+            assert item['fresh_imgs'].dtype == torch.uint8 and 'imgs' not in item
+            real = int(item['masks'][32 * chunk:32 * chunk + 32].sum())
+            assert decoded[-1] == real and real > 0  # only that chunk's frames
+            if prefix.name == 'frames':
+                first = item['frame_offset'] + 32 * chunk
+                assert files[-real:] == list(range(first, first + real))  # only those files
+        assert len(decoded) == len(ds)  # one read per item
+        assert len(files) == (sum(decoded) if prefix.name == 'frames' else 0)
+
+
+def test_fresh_chunks_look_like_the_same_chunks_of_the_whole_window(synthetic, tmp_path):
+    fresh = fresh_dataset(synthetic, photometric=True)
+    whole = VideoDataset(synthetic / 'annotations.json', synthetic / 'videos', subset='training',
+                         window_size=96, pipeline_cfg=dict(short_side=64, crop_size=48,
+                                                           min_coverage=1e-6, photometric=True))
+    fresh.attach_bank(fill_bank(tmp_path / 'bank', fresh))
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    for seed in range(3):
+        fresh.set_epoch_seed(seed), whole.set_epoch_seed(seed)
+        for index in range(len(fresh)):
+            a, b = fresh[index], whole[index]
+            assert a['frame_offset'] == b['frame_offset']
+            assert torch.equal(a['gt_segments'], b['gt_segments'])
+            for k, c in enumerate(a['fresh_chunks'].tolist()):
+                window_part = b['imgs'][:, 32 * c:32 * c + 32]
+                got = (a['fresh_imgs'][k].float() - mean) / std
+                got = got * a['masks'][32 * c:32 * c + 32].view(1, -1, 1, 1)
+                # same crop, flip and colours; uint8 rounding of the distorted pixels only
+                assert (got - window_part).abs().max() <= 0.51 / 57.0
+
+
+def test_epoch_seed_repeats_items_whatever_the_workers(synthetic, tmp_path):
+    ds = fresh_dataset(synthetic, keep_ratio=0.5)
+    ds.attach_bank(fill_bank(tmp_path / 'bank', ds))
+
+    def draw(seed, workers):
+        ds.set_epoch_seed(seed)
+        loader = DataLoader(ds, batch_size=2, num_workers=workers,
+                            collate_fn=collate_video_windows)
+        return [(b['frame_offsets'].tolist(), b['fresh_index'].tolist(), b['fresh_imgs'])
+                for b in loader]
+
+    a, b, other = draw(3, 0), draw(3, 2), draw(4, 0)
+    assert len(a) == 2
+    for x, y in zip(a, b):  # the bank reopens itself in each worker
+        assert x[0] == y[0] and x[1] == y[1] and torch.equal(x[2], y[2])
+    assert any(x[:2] != y[:2] or not torch.equal(x[2], y[2]) for x, y in zip(a, other))
+
+
+def test_fresh_batch_carries_the_stale_chunks_from_the_bank(synthetic, tmp_path):
+    ds = fresh_dataset(synthetic, keep_ratio=0.34)
+    bank = fill_bank(tmp_path / 'bank', ds)
+    bank.write_chunks(ds.videos[0].video_id, [0, 1, 2, 3], np.full((4, 16, FEAT), 5.0), step=9)
+    ds.attach_bank(bank)
+    ds.set_epoch_seed(1)
+    batch = collate_video_windows([ds[i] for i in range(len(ds))])
+    assert batch['bank_feats'].shape == (4, 3, 16, FEAT)
+    assert batch['bank_feats'].dtype == torch.float16 and batch['fresh_imgs'].dtype == torch.uint8
+    assert batch['pixel_mean'].tolist() == pytest.approx(list(IMAGENET_MEAN))
+    for b in range(4):
+        first = int(batch['frame_offsets'][b]) // 32
+        fresh = batch['fresh_chunks'][b].tolist()
+        assert [int(i) - 3 * b for i in batch['fresh_index'] if int(i) // 3 == b] == fresh
+        for c in range(3):
+            got = batch['bank_feats'][b, c]
+            real = int(batch['masks'][b, 32 * c:32 * c + 32].sum())
+            if c in fresh or real == 0:
+                assert torch.all(got == 0) and batch['bank_steps'][b, c] == -1
+            else:
+                want = 5.0 if b == 0 else 100.0 * b + first + c + 1
+                assert torch.all(got[:(real + 1) // 2] == want)
+                assert batch['bank_steps'][b, c] == (9 if b == 0 else -1)
+
+
+def test_invalid_bank_data_is_refused_naming_video_and_chunk(synthetic, tmp_path):
+    import zarr
+
+    from vedatad.data.bank_windows import BankDataError
+    ds = fresh_dataset(synthetic, keep_ratio=0.0)  # one fresh chunk: two stale ones read
+    with pytest.raises(RuntimeError, match='attach_bank'):
+        ds[0]
+
+    def first_item_error(bank):
+        ds.attach_bank(bank)
+        ds.set_epoch_seed(0)
+        with pytest.raises(BankDataError) as err:
+            for index in range(len(ds)):
+                ds[index]
+        return str(err.value)
+
+    vid = ds.videos[0].video_id
+    assert 'incomplete' in first_item_error(fill_bank(tmp_path / 'a', ds, complete=False))
+    msg = first_item_error(fill_bank(tmp_path / 'b', ds, frames=240))
+    assert vid in msg and '240 frames in the memory bank but 120 in the dataset' in msg
+    from vedatad.membank import MemoryBank
+    empty = MemoryBank.create(tmp_path / 'c', feat_dim=FEAT, backbone='test')
+    assert 'not in the memory bank' in first_item_error(empty)
+
+    ds.set_epoch_seed(0)
+    bank = fill_bank(tmp_path / 'd', ds)
+    ds.attach_bank(bank)
+    item = ds[0]  # the same draws again below: the epoch seed fixes them
+    stale = [c for c in range(3) if c not in item['fresh_chunks'].tolist()
+             and item['masks'][32 * c]]
+    chunk = item['frame_offset'] // 32 + stale[0]
+    chunk_file = tmp_path / 'd' / 'feats' / vid / 'c' / str(chunk) / '0'
+    chunk_file.write_bytes(np.full((16, FEAT), np.nan, np.float16).tobytes())
+    ds.attach_bank(MemoryBank.open(tmp_path / 'd'))
+    with pytest.raises(BankDataError, match=f"{vid}'?, chunk {chunk}: .*not finite.*re-extract"):
+        ds[0]
+    chunk_file.unlink()  # a deleted chunk file reads as zeros
+    ds.attach_bank(MemoryBank.open(tmp_path / 'd'))
+    with pytest.raises(BankDataError, match=f"{vid}'?, chunk {chunk}: no stored features"):
+        ds[0]
+
+    bank = fill_bank(tmp_path / 'e', ds)
+    group = zarr.open_group(str(tmp_path / 'e'), mode='r+')
+    group.attrs.update(settings=dict(fps=30.0))
+    assert 'extracted at 30 fps' in first_item_error(MemoryBank.open(tmp_path / 'e'))

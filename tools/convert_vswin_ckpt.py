@@ -10,7 +10,8 @@ and checks the file up front.)
 import argparse
 import sys
 
-from vedatad.models.backbones.vswin_checkpoint import VSwinCheckpointError, convert_checkpoint
+from vedatad.models.backbones.vswin_checkpoint import VSwinCheckpointError
+from vedatad.models.backbones.vswin_convert import convert_checkpoint
 
 
 def parse_args(argv=None):

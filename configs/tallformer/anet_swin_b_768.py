@@ -7,7 +7,6 @@ _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_co
 _data_root = 'data/anet_1.3/'
 _ann_file = _data_root + 'annotations/anet1.3.json'
 model = dict(
-    keep_ratio=0.15,
     membank=dict(template=_data_root + 'membank/swin_b_768_crop224'),
     backbone=dict(arch='base', frozen_stages=2, with_cp=True, drop_path_rate=0.2,
                   pretrained='data/pretrained/swin_base_patch244_window877_kinetics600_22k.pth'),
@@ -22,7 +21,8 @@ model = dict(
 _common = dict(type='VideoDataset', ann_file=_ann_file, chunk_size=32, window_size=768)
 train_dataset = dict(_common, data_prefix=_data_root + 'videos_768_256x256', subset='training',
                      mode='train', pipeline_cfg=dict(short_side=256, crop_size=224,
-                                                     min_coverage=0.75))
+                                                     min_coverage=0.75, keep_ratio=0.15,
+                                                     chunk_sampling='random'))
 val_dataset = dict(_common, data_prefix=_data_root + 'videos_768_256x256', subset='validation',
                    mode='test', lazy_windows=True,
                    pipeline_cfg=dict(short_side=256, crop_size=224, overlap=0.0))

@@ -8,8 +8,6 @@ _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_co
 _data_root = 'data/synthetic/'
 _ann_file = _data_root + 'annotations.json'
 model = dict(
-    keep_ratio=0.2,
-    chunk_sampling='random',
     membank=dict(template=_data_root + 'membank_demo_tiny'),
     backbone=dict(arch='demo', frozen_stages=-1, with_cp=False, drop_path_rate=0.0,
                   pretrained=None),
@@ -23,8 +21,11 @@ model = dict(
 _common = dict(type='VideoDataset', ann_file=_ann_file, data_prefix=_data_root + 'videos',
                chunk_size=32, window_size=160, fps=None)
 _pipeline_common = dict(short_side=64, crop_size=56)
+# one of the five chunks of each window is decoded and recomputed (keep_ratio 0.2), the
+# other four are read from the memory bank in the loader worker
 train_dataset = dict(_common, subset='training', mode='train',
-                     pipeline_cfg=dict(_pipeline_common, min_coverage=0.75, photometric=False))
+                     pipeline_cfg=dict(_pipeline_common, min_coverage=0.75, photometric=False,
+                                       keep_ratio=0.2, chunk_sampling='random'))
 val_dataset = dict(_common, subset='validation', mode='test',
                    pipeline_cfg=dict(_pipeline_common, overlap=0.25))
 eval = dict(gt_json=_ann_file, subset='validation', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])

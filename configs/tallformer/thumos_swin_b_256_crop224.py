@@ -10,7 +10,6 @@ _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_co
 _data_root = 'data/thumos/'
 _ann_file = _data_root + 'annotations/thumos14.json'
 model = dict(
-    keep_ratio=0.15,
     membank=dict(template='data/thumos/membank/swin_b_15fps_256_crop224'),
     backbone=dict(arch='base', frozen_stages=2, with_cp=True, drop_path_rate=0.2,
                   pretrained='data/pretrained/swin_base_patch244_window877_kinetics400_22k.pth'),
@@ -19,7 +18,8 @@ _common = dict(type='VideoDataset', ann_file=_ann_file, chunk_size=32, window_si
                backend='auto')
 train_dataset = dict(_common, data_prefix=_data_root + 'frames_15fps_256x256/validation',
                      subset='validation', mode='train',
-                     pipeline_cfg=dict(short_side=256, crop_size=224, min_coverage=0.75))
+                     pipeline_cfg=dict(short_side=256, crop_size=224, min_coverage=0.75,
+                                       keep_ratio=0.15, chunk_sampling='random'))
 val_dataset = dict(_common, data_prefix=_data_root + 'frames_15fps_256x256/test', subset='test',
                    mode='test', lazy_windows=True,
                    pipeline_cfg=dict(short_side=256, crop_size=224, overlap=0.25))

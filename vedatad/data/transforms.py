@@ -7,15 +7,25 @@ A pipeline state ``results`` holds (keys added as the pipeline runs):
                                        relative to the window start after a temporal crop
     gt_labels (N,) int64
     frame_offset, window_size          first frame of the window (a multiple of chunk_size)
-    frame_inds (T,) int64              the video frames to decode (only those inside the video)
+    fresh_chunks (k,) int64            window chunks that go through the backbone
+                                       (``SelectFreshChunks``; the others come from the bank)
+    frame_inds (T,) int64              the video frames to decode (only those inside the video;
+                                       only the fresh chunks' frames after SelectFreshChunks)
     imgs                               uint8 (T, H, W, 3) after decoding, float32 after
-                                       photometric distortion / normalisation; a torch tensor
+                                       photometric distortion / normalisation (uint8 when
+                                       they are asked to keep it); a torch tensor
                                        (3, W, H, Wd) after ``FormatWindow``
+    fresh_imgs                         uint8 torch (k, 3, chunk_size, H, Wd) after
+                                       ``FormatFreshChunks``
+    pixel_mean / pixel_std (3,)        set by ``Normalize(on_device=True)``: the model
+                                       normalises the uint8 pixels on its device
     masks (W,) bool                    True where the window holds a real frame (not padding)
     rng                                numpy Generator used by every random transform
 
 Every operation works on whole arrays (no per-pixel Python loops). Spatial random choices
-are drawn once per window, so all frames of a window get the same crop / flip / colours.
+are drawn once per window, so all frames of a window get the same crop / flip / colours;
+the draws do not depend on how many frames are decoded, so the fresh chunks of a window get
+exactly the augmentation its whole window would have had.
 """
 import math
 
@@ -24,6 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from vedatad.registry import TRANSFORMS
+
+from .chunk_sampling import SAMPLING_MODES, select_fresh_chunks
 
 
 def _rng(results):
@@ -120,6 +132,52 @@ class FixedWindow:
             raise ValueError(f"{results.get('video_id')}: frame_offset {offset} is not on the "
                              f'{self.chunk_size}-frame grid')
         return crop_segments(results, offset, self.window_size, self.min_coverage)
+
+
+def chunk_frame_indices(frame_offset, chunks, chunk_size, num_frames):
+    """Video frames of the given window chunks, in chunk order, those past the end dropped."""
+    starts = int(frame_offset) + np.asarray(chunks, np.int64) * chunk_size
+    frames = (starts[:, None] + np.arange(chunk_size)[None]).reshape(-1)
+    return frames[frames < num_frames]
+
+
+@TRANSFORMS.register_module()
+class SelectFreshChunks:
+    """Choose the window chunks that go through the backbone with gradients; only their
+    frames are decoded from here on (the other chunks' features come from the memory bank).
+
+    After a temporal crop (``frame_offset``, ``window_size``): sets ``fresh_chunks`` (k,)
+    sorted window-relative chunk indices among the chunks that hold real frames (see
+    ``select_fresh_chunks``), ``num_window_chunks`` and ``frame_inds`` = the fresh chunks'
+    frames inside the video.
+    """
+
+    def __init__(self, keep_ratio, sampling='random', chunk_size=32):
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(f'SelectFreshChunks: unknown sampling {sampling!r}; choose one of '
+                             f'{SAMPLING_MODES}')
+        if not 0.0 <= keep_ratio <= 1.0:
+            raise ValueError(f'SelectFreshChunks: keep_ratio must lie in [0, 1], got '
+                             f'{keep_ratio}')
+        self.keep_ratio, self.sampling, self.chunk_size = keep_ratio, sampling, chunk_size
+
+    def __call__(self, results):
+        window, offset = int(results['window_size']), int(results['frame_offset'])
+        num_frames = int(results['num_frames'])
+        if window % self.chunk_size or offset % self.chunk_size:
+            raise ValueError(f"{results.get('video_id')}: window ({offset}, {window} frames) is "
+                             f'not on the {self.chunk_size}-frame chunk grid')
+        n = window // self.chunk_size
+        valid = math.ceil((min(offset + window, num_frames) - offset) / self.chunk_size)
+        # a child generator: the spatial draws that follow (crop, flip, colours) stay those
+        # the whole window would get without this step, so the fresh chunks look exactly
+        # like the same chunks of the whole-window pipeline
+        chunk_rng = _rng(results).spawn(1)[0]
+        fresh = select_fresh_chunks(n, self.keep_ratio, self.sampling, chunk_rng, valid)
+        results.update(fresh_chunks=fresh, num_window_chunks=n, chunk_size=self.chunk_size,
+                       frame_inds=chunk_frame_indices(offset, fresh, self.chunk_size,
+                                                      num_frames))
+        return results
 
 
 @TRANSFORMS.register_module()
@@ -265,18 +323,23 @@ _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 class PhotoMetricDistortion:
     """Random brightness, contrast, saturation and hue, each applied with probability p.
 
-    One draw per window (frames stay consistent in time). Output float32 in [0, 255].
+    One draw per window (frames stay consistent in time). Output in [0, 255]: float32, or
+    rounded to uint8 with ``out_dtype='uint8'`` (pixels that travel as uint8 to the device).
     brightness_delta: added value in [-d, d]; contrast/saturation: factor range;
     hue_delta: rotation of the chroma plane in degrees, in [-d, d].
     """
 
     def __init__(self, brightness_delta=32, contrast_range=(0.5, 1.5),
-                 saturation_range=(0.5, 1.5), hue_delta=18, p=0.5):
+                 saturation_range=(0.5, 1.5), hue_delta=18, p=0.5, out_dtype='float32'):
+        if out_dtype not in ('float32', 'uint8'):
+            raise ValueError(f"PhotoMetricDistortion: out_dtype must be 'float32' or 'uint8', "
+                             f'got {out_dtype!r}')
         self.brightness_delta = brightness_delta
         self.contrast_range = contrast_range
         self.saturation_range = saturation_range
         self.hue_delta = hue_delta
         self.p = p
+        self.out_dtype = out_dtype
 
     def __call__(self, results):
         rng = _rng(results)
@@ -293,19 +356,34 @@ class PhotoMetricDistortion:
             c, s = math.cos(angle), math.sin(angle)
             rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32)
             imgs = imgs @ (_YIQ2RGB @ rot @ _RGB2YIQ).T
-        results['imgs'] = np.clip(imgs, 0, 255)
+        imgs = np.clip(imgs, 0, 255)
+        results['imgs'] = imgs.round().astype(np.uint8) if self.out_dtype == 'uint8' else imgs
         return results
 
 
 @TRANSFORMS.register_module()
 class Normalize:
-    """(imgs - mean) / std per RGB channel, float32."""
+    """(imgs - mean) / std per RGB channel, float32.
 
-    def __init__(self, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)):
+    ``on_device=True`` leaves the pixels uint8 and records ``pixel_mean`` / ``pixel_std``
+    instead: the model normalises on its device (4x fewer bytes through the loader than
+    float32, and no float copy of the frames in the worker).
+    """
+
+    def __init__(self, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                 on_device=False):
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
+        self.on_device = bool(on_device)
 
     def __call__(self, results):
+        if self.on_device:
+            if np.asarray(results['imgs']).dtype != np.uint8:
+                raise ValueError(f"{results.get('video_id')}: Normalize(on_device=True) needs "
+                                 f"uint8 frames, got {np.asarray(results['imgs']).dtype}; give "
+                                 "PhotoMetricDistortion out_dtype='uint8'")
+            results.update(pixel_mean=self.mean, pixel_std=self.std)
+            return results
         results['imgs'] = (np.asarray(results['imgs'], np.float32) - self.mean) / self.std
         return results
 
@@ -332,6 +410,36 @@ class FormatWindow:
         masks = torch.zeros(window, dtype=torch.bool)
         masks[:valid] = True
         results.update(imgs=imgs, masks=masks, **_targets_to_torch(results))
+        return results
+
+
+@TRANSFORMS.register_module()
+class FormatFreshChunks:
+    """Training windows of the bank-backed path: only the fresh chunks' pixels.
+
+    imgs (T_fresh, H, W, 3) uint8 -> ``fresh_imgs`` uint8 torch (k, 3, chunk_size, H, W),
+    zeros after the last real frame (the model zeroes those frames again after normalising,
+    as ``FormatWindow`` pads normalised windows with zeros); ``fresh_chunks`` int64 (k,);
+    masks bool (W,) over the whole window; gt_segments / gt_labels as torch tensors.
+    """
+
+    def __call__(self, results):
+        imgs = np.asarray(results['imgs'])
+        if imgs.dtype != np.uint8:
+            raise ValueError(f"{results.get('video_id')}: FormatFreshChunks ships uint8 pixels, "
+                             f'got {imgs.dtype}; normalise on the device '
+                             '(Normalize(on_device=True))')
+        fresh = np.asarray(results['fresh_chunks'], np.int64)
+        cs, window = int(results['chunk_size']), int(results['window_size'])
+        valid = imgs.shape[0]
+        out = torch.zeros((len(fresh) * cs,) + imgs.shape[1:], dtype=torch.uint8)  # T, H, W, 3
+        out[:valid] = torch.from_numpy(np.ascontiguousarray(imgs))
+        out = out.view(len(fresh), cs, *imgs.shape[1:]).permute(0, 4, 1, 2, 3).contiguous()
+        real = min(window, int(results['num_frames']) - int(results['frame_offset']))
+        masks = torch.zeros(window, dtype=torch.bool)
+        masks[:real] = True
+        results.update(fresh_imgs=out, fresh_chunks=torch.from_numpy(fresh), masks=masks,
+                       **_targets_to_torch(results))
         return results
 
 

@@ -10,7 +10,19 @@ Units (the one place they are defined for the video pipeline):
   multiple of ``chunk_size`` = 32, so memory-bank reads/writes cover whole chunks).
   A detection at window position ``x`` is at ``(frame_offset + x) / fps`` seconds.
 
-Train item (one random window per video)::
+Bank-backed train item (``pipeline_cfg.keep_ratio`` set: the TALLFormer training path; the
+data cost follows the fresh chunks, not the window)::
+
+    fresh_imgs   uint8 (k, 3, 32, H, Wd)  pixels of the fresh chunks only (the model
+                                          normalises them on its device)
+    fresh_chunks int64 (k,)               their window-relative chunk indices
+    bank_feats   float16 (n, 16, C)       stale chunks' features from the memory bank
+                                          (zeros at fresh chunks and past the video end)
+    bank_steps   int64 (n,)               training step that last wrote each stale chunk
+    pixel_mean / pixel_std float32 (3,)
+    masks, frame_offset, gt_segments, gt_labels, video_id, ... as below
+
+Whole-window train item (no ``keep_ratio``: every frame decoded)::
 
     imgs         float32 (3, W, H, Wd)  normalised pixels, zeros on padded frames
     masks        bool (W,)              True on real frames (short videos are padded)
@@ -31,6 +43,11 @@ With ``lazy_windows=True`` a test item holds ``windows`` (a ``VideoWindows``: ``
 ``load(indices)`` -> float32 (k, 3, W, H, Wd)) instead of ``imgs``, for videos too long to
 hold every window in memory (THUMOS test videos reach tens of thousands of frames).
 
+Random choices (window, fresh chunks, crop, flip, colours) come from one generator per item.
+Once the engine calls ``set_epoch_seed`` it is seeded by (epoch seed, index): the epoch
+seed derives from (seed, epoch, rank), so a resumed run and any number of DataLoader workers
+draw exactly the same windows and chunks.
+
 ``collate_video_windows`` turns a list of items into one batch of windows (see there).
 """
 import os
@@ -41,8 +58,10 @@ from torch.utils.data import Dataset
 
 from vedatad.registry import COLLATE_FUNCTIONS, DATASETS
 
+from ..utils.config_keys import check_keys
 from .annotations import build_label_map, load_annotations
-from .transforms import Compose
+from .bank_windows import BankWindowReader
+from .transforms import Compose, SelectFreshChunks
 from .video_readers import VideoReadError, open_video
 
 VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.mpg', '.mpeg')
@@ -52,21 +71,42 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 def default_video_pipeline(mode, window_size, chunk_size=32, short_side=128, crop_size=112,
                            overlap=0.25, min_coverage=0.75, photometric=True,
-                           mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """The standard train / test pipeline as a list of transform configs."""
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD, keep_ratio=None,
+                           chunk_sampling='random'):
+    """The standard train / test pipeline as a list of transform configs.
+
+    Train mode with ``keep_ratio`` (TALLFormer): a window on the chunk grid, its fresh chunks
+    chosen (``chunk_sampling``), only their frames decoded and augmented, uint8 out, the
+    model normalises on its device; the stale chunks' features are read from the bank by
+    the dataset. Without ``keep_ratio``: the whole window, normalised float32.
+    """
     if mode == 'train':
         temporal = [dict(type='TemporalRandomCrop', window_size=window_size,
                          chunk_size=chunk_size, min_coverage=min_coverage)]
+        fresh = keep_ratio is not None
+        if fresh:
+            temporal.append(dict(type='SelectFreshChunks', keep_ratio=keep_ratio,
+                                 sampling=chunk_sampling, chunk_size=chunk_size))
         spatial = [dict(type='RandomCrop', size=crop_size), dict(type='RandomFlip', p=0.5)]
-        spatial += [dict(type='PhotoMetricDistortion')] if photometric else []
-        final = [dict(type='FormatWindow')]
+        spatial += ([dict(type='PhotoMetricDistortion',
+                          out_dtype='uint8' if fresh else 'float32')] if photometric else [])
+        normalize = [dict(type='Normalize', mean=mean, std=std, on_device=fresh)]
+        final = [dict(type='FormatFreshChunks' if fresh else 'FormatWindow')]
     else:
+        if keep_ratio is not None:
+            raise ValueError('pipeline_cfg.keep_ratio is a training option (test windows '
+                             'decode every chunk)')
         temporal = [dict(type='SlidingWindows', window_size=window_size, overlap=overlap,
                          chunk_size=chunk_size)]
         spatial = [dict(type='CenterCrop', size=crop_size)]
+        normalize = [dict(type='Normalize', mean=mean, std=std)]
         final = [dict(type='FormatWindows')]
     return (temporal + [dict(type='DecodeFrames'), dict(type='Resize', short_side=short_side)]
-            + spatial + [dict(type='Normalize', mean=mean, std=std)] + final)
+            + spatial + normalize + final)
+
+
+PIPELINE_CFG_KEYS = ('short_side', 'crop_size', 'overlap', 'min_coverage', 'photometric',
+                     'mean', 'std', 'keep_ratio', 'chunk_sampling')
 
 
 def find_videos(data_prefix, video_ids):
@@ -133,9 +173,12 @@ class VideoDataset(Dataset):
         if pipeline is None:
             if window_size is None:
                 raise ValueError('VideoDataset needs window_size when no pipeline is given')
+            check_keys('pipeline_cfg', pipeline_cfg or {}, PIPELINE_CFG_KEYS, self.ann_file)
             pipeline = default_video_pipeline(mode, window_size, chunk_size,
                                               **(pipeline_cfg or {}))
         self.pipeline = Compose(pipeline)
+        self.bank_reader = None
+        self.epoch_seed = None
         self.lazy_windows = bool(lazy_windows)
         if self.lazy_windows:
             self._split_lazy_pipeline(pipeline)
@@ -164,6 +207,35 @@ class VideoDataset(Dataset):
         return dict(windows=windows, masks=masks, frame_offsets=offsets,
                     **{k: results[k] for k in META_KEYS})
 
+    # ---------------------------------------------------------------- bank-backed windows
+    @property
+    def needs_bank(self):
+        """True when train items read their stale chunks from a memory bank."""
+        return any(isinstance(t, SelectFreshChunks) for t in self.pipeline.transforms)
+
+    def attach_bank(self, bank):
+        """The working memory bank the stale chunks are read from (in the loader workers:
+        the bank pickles by path and reopens itself there)."""
+        self.bank_reader = BankWindowReader(bank)
+
+    def set_epoch_seed(self, seed):
+        """Seed item ``i``'s random choices with (seed, i) from now on (see module doc)."""
+        self.epoch_seed = int(seed)
+
+    def _read_bank(self, results):
+        if self.bank_reader is None:
+            raise RuntimeError(
+                f'{self.ann_file}: bank-backed training windows (pipeline_cfg.keep_ratio) read '
+                'their stale chunks from the working memory bank, and none is attached; '
+                'tools/trainval.py attaches it (model.membank), else call attach_bank(bank)')
+        cs = int(results['chunk_size'])
+        feats, steps = self.bank_reader.read(
+            results['video_id'], results['num_frames'], int(results['frame_offset']) // cs,
+            int(results['num_window_chunks']), np.asarray(results['fresh_chunks']),
+            fps=results['fps'])
+        results.update(bank_feats=torch.from_numpy(feats), bank_steps=torch.from_numpy(steps))
+        return results
+
     def _check_labels(self, videos):
         unknown = {s.label for v in videos for s in v.segments} - set(self.label_map)
         if unknown:
@@ -185,17 +257,25 @@ class VideoDataset(Dataset):
         reader = self.open(index)
         segments = np.array([[s.start, s.end] for s in video.segments], np.float32).reshape(-1, 2)
         labels = np.array([self.label_map[s.label] for s in video.segments], np.int64)
-        seed = int(torch.randint(0, 2**62, ()).item())  # follows torch seeding per worker
+        if self.epoch_seed is not None:
+            rng = np.random.default_rng([self.epoch_seed, index])
+        else:  # follows torch seeding per worker
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         return dict(video_id=video.video_id, reader=reader, num_frames=reader.num_frames,
                     fps=float(reader.fps), duration=float(video.duration),
-                    gt_segments=segments * reader.fps, gt_labels=labels,
-                    rng=np.random.default_rng(seed))
+                    gt_segments=segments * reader.fps, gt_labels=labels, rng=rng)
 
     def __getitem__(self, index):
         if self.lazy_windows:
             return self._lazy_item(index)
         results = self.pipeline(self._results(index))
-        keep = ['imgs', 'masks', 'video_id', 'fps', 'duration', 'num_frames', 'window_size']
+        keep = ['masks', 'video_id', 'fps', 'duration', 'num_frames', 'window_size']
+        if 'fresh_chunks' in results:
+            results = self._read_bank(results)
+            keep += ['fresh_imgs', 'fresh_chunks', 'bank_feats', 'bank_steps', 'pixel_mean',
+                     'pixel_std']
+        else:
+            keep += ['imgs']
         if self.mode == 'train':
             keep += ['frame_offset', 'gt_segments', 'gt_labels']
         else:
@@ -252,7 +332,18 @@ def collate_video_windows(items):
     A train batch has N = B (one window per video); a test batch has every window of its
     videos, in video order then time order. Lazy test items give ``windows`` (list of B
     ``VideoWindows``; window j of video b is ``windows[b].load([j])``) instead of ``imgs``.
+
+    Bank-backed train items give, instead of ``imgs`` (n chunks per window, K fresh chunks
+    in the batch, in video order then chunk order):
+        fresh_imgs    uint8 (K, 3, chunk_size, H, Wd)
+        fresh_index   int64 (K,)                 b * n + chunk: where each goes in the batch
+        fresh_chunks  list of B int64 (k_b,)     window-relative fresh chunks per video
+        bank_feats    float16 (B, n, rows_per_chunk, C)   stale chunks (zeros elsewhere)
+        bank_steps    int64 (B, n)
+        pixel_mean, pixel_std   float32 (3,)
     """
+    if items and 'fresh_imgs' in items[0]:
+        return _collate_fresh(items)
     imgs, masks, offsets, owner = [], [], [], []
     for b, item in enumerate(items):
         if 'windows' in item:  # lazy test item: no pixels yet
@@ -274,9 +365,38 @@ def collate_video_windows(items):
         batch['imgs'] = torch.cat(imgs) if len(imgs) > 1 else imgs[0]
     else:
         batch['windows'] = [item['windows'] for item in items]
+    _collate_targets(batch, items)
+    return batch
+
+
+def _collate_targets(batch, items):
     if all('gt_segments' in item for item in items):
         batch['gt_segments'] = [item['gt_segments'] for item in items]
         batch['gt_labels'] = [item['gt_labels'] for item in items]
+
+
+def _collate_fresh(items):
+    n = {int(item['bank_feats'].shape[0]) for item in items}
+    if len(n) != 1 or any('fresh_imgs' not in item for item in items):
+        raise ValueError('collate_video_windows: a batch mixes windows of different sizes or '
+                         'bank-backed and whole-window items')
+    n = n.pop()
+    for key in ('pixel_mean', 'pixel_std'):
+        if any(not np.array_equal(item[key], items[0][key]) for item in items):
+            raise ValueError(f'collate_video_windows: items disagree on {key}')
+    batch = dict(
+        fresh_imgs=torch.cat([item['fresh_imgs'] for item in items]),
+        fresh_index=torch.cat([b * n + item['fresh_chunks'] for b, item in enumerate(items)]),
+        fresh_chunks=[item['fresh_chunks'] for item in items],
+        bank_feats=torch.stack([item['bank_feats'] for item in items]),
+        bank_steps=torch.stack([item['bank_steps'] for item in items]),
+        pixel_mean=torch.as_tensor(np.asarray(items[0]['pixel_mean'], np.float32)),
+        pixel_std=torch.as_tensor(np.asarray(items[0]['pixel_std'], np.float32)),
+        masks=torch.stack([item['masks'] for item in items]),
+        frame_offsets=torch.tensor([int(item['frame_offset']) for item in items]),
+        video_index=torch.arange(len(items)),
+        metas=[{k: item[k] for k in META_KEYS} for item in items])
+    _collate_targets(batch, items)
     return batch
 
 
@@ -289,5 +409,6 @@ def window_frames_to_seconds(x, frame_offset, fps):
     return (np.asarray(x, np.float64) + frame_offset) / fps
 
 
-__all__ = ['VideoDataset', 'VideoWindows', 'collate_video_windows', 'default_video_pipeline', 'find_videos',
-           'seconds_to_frames', 'window_frames_to_seconds']
+__all__ = ['PIPELINE_CFG_KEYS', 'VideoDataset', 'VideoWindows', 'collate_video_windows',
+           'default_video_pipeline', 'find_videos', 'seconds_to_frames',
+           'window_frames_to_seconds']

@@ -25,12 +25,16 @@ def build_collate(spec):
 
 def build_dataloader(dataset, loader_cfg, training, seed, rank, world_size):
     """Training: shuffled per epoch (call ``loader.sampler.set_epoch``), incomplete last batch
-    dropped. Testing: in order, each rank a strided share (padded with repeats, which the
-    inference loop removes)."""
+    dropped, and every sample goes to at most one rank per epoch: the sampler drops the
+    remainder of ``len(dataset) / world_size`` (a different few samples each epoch) instead
+    of padding with repeats. Memory-bank training relies on it: two ranks never write the
+    same video's chunks in one epoch, so no read races a write and a resumed run repeats
+    the straight one exactly. Testing: in order, each rank a strided share (padded with
+    repeats, which the inference loop removes)."""
     loader_cfg = dict(loader_cfg or {})
     batch_size = loader_cfg.get('batch_size', 1)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=training,
-                                 seed=seed, drop_last=False)
+                                 seed=seed, drop_last=training)
     num_workers = loader_cfg.get('num_workers', 0)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                         num_workers=num_workers,

@@ -1,11 +1,14 @@
 """The training loop, generic over models that follow the engine's protocol.
 
 Protocol: ``model(batch, mode='loss')`` returns a dict of scalar tensors with the total in
-``'final_loss'``. Optional hooks on the (unwrapped) model: ``setup_work_dir(work_dir, resume,
-rank)`` once before training, ``on_train_iter_start(global_iter)`` before each step,
+``'final_loss'``. Optional hooks on the (unwrapped) model: ``on_train_iter_start(global_iter)``
+before each step,
 ``extra_state()`` / ``load_extra_state(d)`` saved in / restored from the checkpoint's meta,
 ``epoch_stats()`` (scalars logged per epoch), ``run_state_paths(work_dir)`` (what a run writes
 besides checkpoints, e.g. a working memory bank: a fresh run refuses to reuse it).
+Memory-bank models (a ``membank_cfg``) get the working bank set up by
+``training_bank.setup_training_bank`` (dataset ``attach_bank``, model ``attach_bank_writer``);
+a dataset with ``set_epoch_seed(seed)`` gets each epoch's seed for its per-item draws.
 
 Per iteration: forward, non-finite guard, backward, optional clipping, optimiser and
 scheduler step, EMA update (the release's order). Every epoch starts from a seed derived from
@@ -50,6 +53,7 @@ from .runtime import (configure_cpu, config_text, epoch_seed, get_logger, save_c
 from .scalars import ScalarLog
 from .workdir import (WorkDirInUseError, earlier_run, move_aside, move_work_dir_aside,
                       refusal_message)
+from .training_bank import setup_training_bank
 
 
 class ResumeError(ValueError):
@@ -178,9 +182,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler('cuda') if (
             tcfg['amp'] == 'fp16' and info.device.type == 'cuda') else None
         self.guard = NonFiniteGuard(tcfg['max_nonfinite_steps'], self.logger)
+        self.resume_global_iter = None
         self.start_epoch = self._load_resume() if self.resume_path else 0
-        if hasattr(self.raw_model, 'setup_work_dir'):
-            self.raw_model.setup_work_dir(self.work_dir, self.resume_path is not None, info.rank)
+        # memory-bank models: the working bank goes to the dataset (reads) and the model
+        # (write-back); None for models without a bank
+        self.training_bank = setup_training_bank(self.raw_model, self.train_set, self.work_dir,
+                                                 self.resume_path is not None, info.rank,
+                                                 self.logger, self.resume_global_iter)
         self.model = self._wrap(self.raw_model)
         self.writer = self._tensorboard()
         self.scalars = ScalarLog(self.work_dir, self.start_epoch) if info.is_main else None
@@ -245,6 +253,8 @@ class Trainer:
         planned = self.scheduler.plan()
         self.scheduler.load_state_dict(ckpt['scheduler'])
         meta = ckpt['meta']
+        # the iteration the checkpoint was saved at: its memory-bank point has this number
+        self.resume_global_iter = meta.get('global_iter')
         self._check_resumed_schedule(path, planned, self.scheduler.plan(), meta, ckpt['epoch'])
         if meta.get('extra_state') is not None and hasattr(self.raw_model, 'load_extra_state'):
             self.raw_model.load_extra_state(meta['extra_state'])
@@ -384,6 +394,8 @@ class Trainer:
         seed = epoch_seed(self.tcfg['seed'], epoch, self.info.rank)
         seed_everything(seed)
         self.loader.generator.manual_seed(seed)
+        if hasattr(self.train_set, 'set_epoch_seed'):  # per-item draws: seed, epoch, rank, index
+            self.train_set.set_epoch_seed(seed)
         sums, count, start = defaultdict(float), 0, time.time()
         stop = self.last_epoch
         bar = tqdm(self.loader, desc=f'epoch {epoch + 1}/{stop}',
@@ -404,6 +416,8 @@ class Trainer:
                 self._check_stop()
         finally:
             bar.close()
+        if self.training_bank is not None:  # this epoch's bank writes land before the next reads
+            self.training_bank.epoch_end()
         averages = {k: v / max(count, 1) for k, v in sums.items()}
         stats = self._epoch_stats()
         self.logger.info(f'epoch {epoch + 1} done in {time.time() - start:.1f}s, lr '
@@ -484,6 +498,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, epoch):
         if self.info.is_main:
+            if self.training_bank is not None:  # first the bank's point, then the checkpoint
+                self.training_bank.mark_consistent(epoch * self.iters_per_epoch)
             state = {'epoch': epoch,
                      'state_dict': self.raw_model.state_dict(),
                      'state_dict_ema': self.ema.state_dict() if self.ema else None,

@@ -26,15 +26,17 @@ def _first_line_with(text, *needles):
     return None
 
 
-def torch_load_safe(path, map_location='cpu', what='checkpoint'):
+def torch_load_safe(path, map_location='cpu', what='checkpoint', allowed_globals=()):
     """``torch.load`` with ``weights_only=True``; errors name ``path`` (``what`` says what it
-    is supposed to be)."""
+    is supposed to be). ``allowed_globals``: further plain-data types the file may hold
+    (e.g. numpy scalars in a release's metadata)."""
     import torch
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{what} not found: {path}')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = _first_line_with(err, 'unsupported global', 'unsupported class')
         if unsafe:

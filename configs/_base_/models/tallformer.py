@@ -1,16 +1,17 @@
 # TALLFormer: Video Swin on 32-frame chunks + long-term memory bank + Temporal Consistency
 # Module + the ActionFormer detector. Experiment configs set the backbone, window and data.
 # tcm.max_len, detector.max_seq_len and detector.num_classes follow from the dataset (its
-# window_size and labels; vedatad/engine/config_resolve.py) unless set.
+# window_size and labels; vedatad/engine/config_resolve.py) unless set. Which chunks of a
+# training window are recomputed is a data-pipeline setting (train_dataset.pipeline_cfg:
+# keep_ratio, chunk_sampling): only those chunks are decoded.
 model = dict(
     type='TALLFormer',
     chunk_size=32,
-    keep_ratio=0.15,              # fraction of a window's chunks recomputed with gradients
-    chunk_sampling='random',      # 'random' | 'uniform' | 'uniform_jitter'
     frames_per_row=2,             # Video Swin's temporal patch: one feature row per 2 frames
     membank=dict(
         template=None,            # bank filled by tools/data/extract_features.py
-        path=None,                # working copy; None = <work_dir>/membank
+        path=None,                # working copy; None = <work_dir>/membank (shared
+                                  # filesystem for multi-node runs)
         frozen=False),            # True: read the bank, never write it
     backbone=dict(type='VideoSwin', arch='base', frozen_stages=2, with_cp=True,
                   drop_path_rate=0.2, pretrained=None),

@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.video.swin_transformer import SwinTransformer3d
 
 from ...registry import MODELS
+from .vswin_checkpoint import load_vswin_weights
 
 ARCH_PRESETS = {
     'tiny': dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -135,7 +136,6 @@ class VideoSwin(nn.Module):
         return self
 
     def load_pretrained(self, path):
-        from .vswin_checkpoint import load_vswin_weights
         load_vswin_weights(self, path)
 
     # ----- forward -------------------------------------------------------------------------

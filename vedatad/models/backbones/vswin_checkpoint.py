@@ -203,10 +203,26 @@ def check_and_fill(model, state_dict, index_buffers=None, source='<state dict>')
     return OrderedDict((k, full[k]) for k in target)
 
 
+def _numpy_scalar_globals():
+    """numpy scalars / dtypes that mmcv-era release files keep in their ``meta``."""
+    import numpy as np
+    found = [np.dtype] + [type(np.dtype(t)) for t in ('float16', 'float32', 'float64', 'int8',
+                                                     'int16', 'int32', 'int64', 'uint8', 'bool')]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        try:
+            found.append(__import__(module, fromlist=['scalar']).scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    return found
+
+
 def _load_file(path):
-    # weights_only: a file holding other objects (code) is refused, naming the file
+    """Tensors and plain containers only (``weights_only=True``): a checkpoint is never
+    allowed to run code while loading; numpy scalars in release metadata are accepted."""
     try:
-        return torch_load_safe(path, what='Video Swin checkpoint')
+        return torch_load_safe(path, what='Video Swin checkpoint',
+                               allowed_globals=_numpy_scalar_globals())
     except CheckpointError as err:
         raise VSwinCheckpointError(str(err)) from None
 
@@ -231,27 +247,4 @@ def load_vswin_weights(model, path):
     state_dict, report = read_vswin_state_dict(path)
     buffers = report['index_buffers'] if report else None
     model.load_state_dict(check_and_fill(model, state_dict, buffers, source=str(path)))
-    return report
-
-
-def convert_checkpoint(src, dst, log=print):
-    """Official/mmaction2 release file -> converted file that ``pretrained=`` loads.
-
-    Every source key is mapped or reported; returns the report.
-    """
-    from ...utils.io import atomic_torch_save
-    from .video_swin import VideoSwin
-    state_dict, report = read_vswin_state_dict(src)
-    if report is None:
-        raise VSwinCheckpointError(f'{src} is already in the converted layout')
-    spec = infer_arch(state_dict)
-    model = VideoSwin(arch=None, drop_path_rate=0.0, **spec)
-    full = check_and_fill(model, state_dict, report['index_buffers'], source=str(src))
-    model.load_state_dict(full)  # proves the file loads
-    for key, why in report['dropped']:
-        log(f'dropped {key}: {why}')
-    log(f'mapped {len(report["mapped"])} keys; architecture {spec}')
-    meta = dict(format=CONVERTED_FORMAT, version=CONVERTED_VERSION, arch=spec,
-                source=str(src), dropped=[k for k, _ in report['dropped']])
-    atomic_torch_save(dict(state_dict=full, meta=meta), dst)
     return report
