@@ -151,8 +151,8 @@ def test_resume_after_a_crash_rolls_the_bank_back_to_the_checkpoint(videos_and_b
 
 
 def test_fresh_start_refuses_an_earlier_runs_bank(videos_and_bank, tmp_path):
-    from vedatad.membank import BankError
+    from vedatad.engine.workdir import WorkDirInUseError
     (tmp_path / 'w').mkdir()
     MemoryBank.copy(videos_and_bank / 'bank', tmp_path / 'w' / 'membank')
-    with pytest.raises(BankError, match='earlier run.*--resume'):
+    with pytest.raises(WorkDirInUseError, match='earlier run.*--resume'):
         Trainer(make_cfg(videos_and_bank), str(tmp_path / 'w'))

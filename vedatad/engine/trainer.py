@@ -1,8 +1,8 @@
 """The training loop, generic over models that follow the engine's protocol.
 
 Protocol: ``model(batch, mode='loss')`` returns a dict of scalar tensors with the total in
-``'final_loss'``. Optional hooks on the (unwrapped) model: ``on_train_iter_start(global_iter)``
-before each step,
+``'final_loss'``. Optional hooks on the (unwrapped) model: ``setup_work_dir(work_dir, resume,
+rank)`` once before training, ``on_train_iter_start(global_iter)`` before each step,
 ``extra_state()`` / ``load_extra_state(d)`` saved in / restored from the checkpoint's meta,
 ``epoch_stats()`` (scalars logged per epoch), ``run_state_paths(work_dir)`` (what a run writes
 besides checkpoints, e.g. a working memory bank: a fresh run refuses to reuse it).
@@ -184,6 +184,8 @@ class Trainer:
         self.guard = NonFiniteGuard(tcfg['max_nonfinite_steps'], self.logger)
         self.resume_global_iter = None
         self.start_epoch = self._load_resume() if self.resume_path else 0
+        if hasattr(self.raw_model, 'setup_work_dir'):  # models with run state of their own
+            self.raw_model.setup_work_dir(self.work_dir, self.resume_path is not None, info.rank)
         # memory-bank models: the working bank goes to the dataset (reads) and the model
         # (write-back); None for models without a bank
         self.training_bank = setup_training_bank(self.raw_model, self.train_set, self.work_dir,

@@ -25,6 +25,9 @@ Units: the backbone emits one row per ``frames_per_row`` (2) frames; the TCM red
 frames and step ``j`` is centred at ``feat_stride * j + frames_per_row / 2`` in continuous frame
 coordinates (frame ``i`` spans ``[i, i + 1)``, as in the video dataset).
 """
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
