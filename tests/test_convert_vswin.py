@@ -164,7 +164,7 @@ def test_release_metadata_with_numpy_scalars_loads_but_objects_are_refused(tmp_p
     ckpt = make_official(model)
     ckpt['meta']['payload'] = _Payload()
     torch.save(ckpt, tmp_path / 'object.pth')
-    with pytest.raises(VSwinCheckpointError, match='object.pth.*plain data'):
+    with pytest.raises(VSwinCheckpointError, match='object.pth.*Python objects other than tensors and plain values'):
         VideoSwin(arch=None, pretrained=str(tmp_path / 'object.pth'), **SPEC)
 
 

@@ -10,6 +10,7 @@ from vedatad.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 TALLFORMER = sorted((REPO / 'configs' / 'tallformer').glob('*.py'))
+END_TO_END = TALLFORMER + [REPO / 'configs' / 'own_data' / 'videos_tallformer.py']
 EXTRACT = {Config.fromfile(str(p)).bank.path: Config.fromfile(str(p))
            for p in sorted((REPO / 'configs' / 'extract').glob('*.py'))}
 
@@ -45,7 +46,7 @@ def test_model_builds_with_consistent_shapes(path):
         assert layer.attn.rel_bias.max_len == steps
 
 
-@pytest.mark.parametrize('path', TALLFORMER, ids=lambda p: p.stem)
+@pytest.mark.parametrize('path', END_TO_END, ids=lambda p: p.stem)
 def test_training_uses_bank_backed_windows(path):
     """Training decodes only the fresh chunks (uint8) and reads the rest from the bank;
     the chunk choice is a data setting, not a model one."""

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 
 from vedatad.engine.checkpoint import load_checkpoint
+from vedatad.engine.extract import backbone_name
 from vedatad.membank import MemoryBank
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,14 +118,18 @@ def _two_nodes(cmd, env, delays=(0.0, 3.0), timeout=300):
             node_env.pop('TORCHRUN_ARGS', None)
         procs.append((node, subprocess.Popen(cmd, cwd=REPO, env=node_env, text=True,
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    outs = {}
     for node, proc in procs:
         try:
-            out = proc.communicate(timeout=timeout)
+            outs[node] = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for _, p in procs:
                 p.kill()
             raise
-        _check(proc, out, f'node {node}: {cmd}')
+    failed = [node for node, proc in procs if proc.returncode != 0]
+    if failed:  # every node's output: the first failure is often on the other node
+        pytest.fail('\n'.join(f'node {n} exit {p.returncode}: {cmd}\n{outs[n][0][-2000:]}\n'
+                              f'{outs[n][1][-4000:]}' for n, p in procs))
 
 
 def _all_steps(bank):
@@ -159,7 +164,9 @@ def synthetic_bank(tmp_path_factory):
     from vedatad.data.video_readers import open_video
     data = tmp_path_factory.mktemp('dist') / 'data'
     make_synthetic_videos(data, num_videos=6, seconds=8, size=64, num_classes=3, seed=0)
-    bank = MemoryBank.create(data / 'bank', feat_dim=128, backbone='VideoSwin-demo')
+    # named after the config's backbone: the preflight check refuses a bank of another one
+    bank = MemoryBank.create(data / 'bank', feat_dim=128,
+                             backbone=backbone_name(Config.fromfile(CONFIG).model.backbone))
     rng = np.random.default_rng(0)
     for path in sorted((data / 'videos').glob('*.mp4')):
         bank.add_video(path.stem, open_video(path).num_frames)
@@ -259,7 +266,7 @@ def test_two_nodes_share_one_bank_on_the_filesystem_then_resume(synthetic_bank, 
     # resume for a second epoch as one node with two processes (torchrun --standalone):
     # the working bank is reused, not copied again
     _run(['bash', 'tools/dist_trainval.sh', cfg_path, '2', '--work-dir', str(work), '--resume',
-          '--cfg-options', 'train_cfg.epochs=2'], _env(tmp_path, 'resume'))
+          '--cfg-options', 'train_cfg.early_stop_epochs=2'], _env(tmp_path, 'resume'))
     assert _copy_markers(work) == markers
     res = [torch.load(work / f'probe_resume_rank{r}.pt') for r in (0, 1)]
     assert not set(res[0]['trained']) & set(res[1]['trained'])

@@ -285,6 +285,22 @@ def test_fresh_batch_carries_the_stale_chunks_from_the_bank(synthetic, tmp_path)
                 assert batch['bank_steps'][b, c] == (9 if b == 0 else -1)
 
 
+def _overwrite_slot(shard, chunk, payload):
+    """Replace a chunk's stored bytes in a bank shard and give them a valid crc32c."""
+    import google_crc32c
+    offset = int(np.fromfile(shard, '<u8', count=2, offset=16 * chunk)[0])
+    with open(shard, 'r+b') as f:
+        f.seek(offset)
+        f.write(payload + google_crc32c.value(payload).to_bytes(4, 'little'))
+
+
+def _forget_chunk(shard, chunk):
+    """Point a chunk's shard index entry at nothing, as if it had never been written."""
+    with open(shard, 'r+b') as f:
+        f.seek(16 * chunk)
+        f.write(np.array([2**64 - 1, 2**64 - 1], '<u8').tobytes())
+
+
 def test_invalid_bank_data_is_refused_naming_video_and_chunk(synthetic, tmp_path):
     import zarr
 
@@ -316,12 +332,13 @@ def test_invalid_bank_data_is_refused_naming_video_and_chunk(synthetic, tmp_path
     stale = [c for c in range(3) if c not in item['fresh_chunks'].tolist()
              and item['masks'][32 * c]]
     chunk = item['frame_offset'] // 32 + stale[0]
-    chunk_file = tmp_path / 'd' / 'feats' / vid / 'c' / str(chunk) / '0'
-    chunk_file.write_bytes(np.full((16, FEAT), np.nan, np.float16).tobytes())
+    shard = tmp_path / 'd' / 'feats' / vid / 'c' / '0' / '0'
+    # NaN that passes the checksum (a bank written by another tool): refused when read
+    _overwrite_slot(shard, chunk, np.full((16, FEAT), np.nan, np.float16).tobytes())
     ds.attach_bank(MemoryBank.open(tmp_path / 'd'))
     with pytest.raises(BankDataError, match=f"{vid}'?, chunk {chunk}: .*not finite.*re-extract"):
         ds[0]
-    chunk_file.unlink()  # a deleted chunk file reads as zeros
+    _forget_chunk(shard, chunk)  # an index entry that was never written reads as zeros
     ds.attach_bank(MemoryBank.open(tmp_path / 'd'))
     with pytest.raises(BankDataError, match=f"{vid}'?, chunk {chunk}: no stored features"):
         ds[0]

@@ -5,7 +5,6 @@
 _base_ = ['../_base_/models/tallformer.py', '../_base_/schedules/adamw_warmup_cosine.py',
           '../_base_/default_runtime.py', './videos_settings.py']
 model = dict(
-    keep_ratio=0.15,
     membank=dict(template=_base_._bank),
     backbone=dict(arch='tiny', frozen_stages=1, with_cp=True, drop_path_rate=0.1,
                   pretrained=_base_._weights))
@@ -13,7 +12,8 @@ _common = dict(type='GenericVideoDataset', ann_file=_base_._ann_file, data_prefi
                chunk_size=32, window_size=480)
 train_dataset = dict(_common, subset='training', mode='train',
                      pipeline_cfg=dict(short_side=128, crop_size=_base_._crop_size,
-                                       min_coverage=0.75))
+                                       min_coverage=0.75, keep_ratio=0.15,
+                                       chunk_sampling='random'))
 val_dataset = dict(_common, subset='validation', mode='test',
                    pipeline_cfg=dict(short_side=128, crop_size=_base_._crop_size,
                                      overlap=0.25))

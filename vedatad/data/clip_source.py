@@ -20,6 +20,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .transforms import CenterCrop, Normalize, Resize
 from .video_dataset import find_videos
 from .video_readers import open_video
+from ..utils.workers import silence_orphaned_threads
 
 
 class VideoCheckError(RuntimeError):
@@ -128,3 +129,4 @@ def worker_init_threads(_worker_id):
     torch.set_num_threads(1)
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    silence_orphaned_threads()

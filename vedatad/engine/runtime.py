@@ -12,6 +12,7 @@ from mmengine.logging import MMLogger
 
 from ..utils.allocator import keep_freed_memory
 from ..utils.io import atomic_write_text
+from ..utils.workers import silence_orphaned_threads
 
 _LOGGER_COUNT = itertools.count()
 
@@ -55,6 +56,7 @@ def seed_worker(worker_id):
     tracebacks) and shuts them down; SIGTERM ends a worker as usual."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's stop request
+    silence_orphaned_threads()
     np.random.seed(torch.initial_seed() % 2**32)
     random.seed(torch.initial_seed())
 
