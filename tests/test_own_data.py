@@ -127,6 +127,27 @@ def test_example_a_own_features_check_train_test(tmp_path, env, monkeypatch, cap
     metrics = json.loads((work / 'metrics.json').read_text())
     assert 0.0 <= metrics['average_mAP'] <= 1.0
 
+    # the guide's fine-tuning: that model's weights on a dataset with other classes; the
+    # classification head does not fit, is re-initialised, and the log says so
+    other = tmp_path / 'other classes'
+    generate_synthetic_features(str(other), SyntheticFeatureSpec(num_train=4, num_val=2,
+                                                                 num_classes=3, seed=4))
+    monkeypatch.setenv('OWN_DATA', str(other))
+    finetuned = tmp_path / 'fine tuned'
+    status, printed = run_here('trainval.py', [
+        config, '--work-dir', finetuned, '--cfg-options', *SMALL_ACTIONFORMER,
+        'train_cfg.epochs=1', 'scheduler.warmup_epochs=0', 'scheduler.epochs=1',
+        f'load_from={work / "latest.pth.tar"}'], capsys)
+    assert status == 1 and 'cls_head' in printed and 'load_from_strict' in printed
+    assert not (finetuned / 'latest.pth.tar').exists()
+    status, printed = run_here('trainval.py', [
+        config, '--work-dir', finetuned, '--overwrite', '--cfg-options', *SMALL_ACTIONFORMER,
+        'train_cfg.epochs=1', 'scheduler.warmup_epochs=0', 'scheduler.epochs=1',
+        f'load_from={work / "latest.pth.tar"}', 'load_from_strict=False'], capsys)
+    assert status == 0, printed
+    assert re.search(r'other shape, re-initialised: \S*cls_head', printed)
+    assert (finetuned / 'latest.pth.tar').is_file()
+
 
 def _make_videos(video_dir, fixtures):
     from vedatad.data.synthetic_videos import make_synthetic_videos

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from ..registry import DATASETS, MODELS
 from ..version import __version__
 from . import dist as dist_utils
-from .checkpoint import find_latest, load_checkpoint, load_model_weights, \
+from .checkpoint import CheckpointError, find_latest, load_checkpoint, load_model_weights, \
     load_state_strict, remove_stray_temp_files, save_checkpoint, strip_prefix
 from .config_schema import (dataloader_section, load_from_section, optimizer_section,
                             scheduler_section, train_cfg_section)
@@ -217,9 +217,16 @@ class Trainer:
             self.logger.info(f'load_from={lcfg["load_from"]} ignored: resuming from '
                              f'{self.resume_path}')
             return
-        load_model_weights(self.raw_model, lcfg['load_from'], use_ema=lcfg['load_from_ema'],
-                           logger=self.logger, strict=lcfg['load_from_strict'],
-                           prefix=lcfg['load_from_prefix'])
+        try:
+            load_model_weights(self.raw_model, lcfg['load_from'], use_ema=lcfg['load_from_ema'],
+                               logger=self.logger, strict=lcfg['load_from_strict'],
+                               prefix=lcfg['load_from_prefix'])
+        except CheckpointError as err:
+            if not lcfg['load_from_strict']:
+                raise
+            raise CheckpointError(
+                f'load_from: {err}\nTo load what fits and re-initialise the rest (e.g. a '
+                'head for another number of classes), set load_from_strict=False.') from None
 
     def _wrap(self, model):
         if not self.info.distributed:
