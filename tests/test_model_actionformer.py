@@ -174,6 +174,18 @@ def test_steps_to_seconds_half_clip_offset_and_clamp():
     assert secs.tolist() == [[1.0, 6.0], [0.0, 30.0]]
 
 
+def test_segments_past_the_video_end_are_dropped_not_zero_length():
+    model = small_model()
+    meta = dict(video_id='v', fps=8.0, duration=30.0, feat_stride=4, feat_num_frames=16)
+    # steps -> seconds: (t * 4 + 8) / 8; the second segment starts after the 30 s end
+    segs = torch.tensor([[0.0, 10.0], [70.0, 90.0], [50.0, 80.0]])
+    scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 2])
+    result = model.finalize_candidates(meta, segs, scores, labels)
+    out = result['segments']
+    assert (out[:, 1] > out[:, 0]).all() and out.min() >= 0 and out.max() <= 30.0
+    assert result['labels'].tolist() == [0, 2] and len(result['scores']) == 2
+
+
 def test_external_score_fusion(tmp_path):
     result = {'video_id': 'x', 'segments': torch.tensor([[1.0, 2.0], [3.0, 5.0], [0.0, 9.0]]),
               'scores': torch.tensor([0.25, 0.81, 0.04]), 'labels': torch.zeros(3).long()}

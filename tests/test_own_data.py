@@ -127,6 +127,21 @@ def test_example_a_own_features_check_train_test(tmp_path, env, monkeypatch, cap
     metrics = json.loads((work / 'metrics.json').read_text())
     assert 0.0 <= metrics['average_mAP'] <= 1.0
 
+    # infer.py on feature files: only CONFIG, CHECKPOINT and .npy files; == test.py
+    val_ids = sorted(detections)[:2]
+    status, printed = run_here('infer.py', [
+        config, work / 'latest.pth.tar', *[data / 'features' / f'{v}.npy' for v in val_ids],
+        data / 'annotations.json', '--out', work / 'inferred.json', '--no-progress'], capsys)
+    assert status == 1 and re.search(r'refused .*annotations\.json: not a \.npy file', printed)
+    inferred = json.loads((work / 'inferred.json').read_text())['results']
+    assert sorted(inferred) == val_ids
+    for vid in val_ids:
+        a, b = detections[vid], inferred[vid]
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            assert x['label'] == y['label'] and x['score'] == pytest.approx(y['score'], abs=1e-6)
+            assert x['segment'] == pytest.approx(y['segment'], abs=1e-4)
+
     # the guide's fine-tuning: that model's weights on a dataset with other classes; the
     # classification head does not fit, is re-initialised, and the log says so
     other = tmp_path / 'other classes'
@@ -230,3 +245,50 @@ def test_example_b_own_videos_data_preparation(tmp_path, env, video_fixture_dir,
         elsewhere, env)
     detections = json.loads((work / 'detections.json').read_text())['results']
     assert list(detections) == ['mmaction2_part0_30fps_1s']
+
+    # infer.py: only CONFIG, CHECKPOINT and video files, from another folder, paths with
+    # spaces; three real containers and a broken file, which is refused by name
+    clips = tmp_path / 'new clips'
+    clips.mkdir()
+    for name in ('mmaction2_test_xvid_mp3.avi', 'moviepy_bbb_1s_vp8.webm',
+                 'decord_video90_portrait.mov'):
+        shutil.copy(video_fixture_dir / name, clips / name)
+    (clips / 'broken.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + bytes(200))
+    ckpt = work / 'latest.pth.tar'
+    status, printed = run_here('infer.py', [
+        config, ckpt, clips, '--out', tmp_path / 'new dets.json', '--plot', tmp_path / 'plots',
+        '--no-progress', '--cfg-options', 'device=cpu'], capsys)
+    assert status == 1  # one input refused, the others written
+    assert re.search(r'refused .*new clips/broken\.mp4: ', printed)
+    dets = json.loads((tmp_path / 'new dets.json').read_text())['results']
+    assert sorted(dets) == ['decord_video90_portrait', 'mmaction2_test_xvid_mp3',
+                            'moviepy_bbb_1s_vp8']
+    classes = {'red', 'green'}
+    for vid, rows in dets.items():
+        duration = float(re.search(rf'{vid}: ([0-9.]+) s', printed).group(1))
+        assert rows and {r['label'] for r in rows} <= classes
+        for r in rows:
+            t0, t1 = r['segment']
+            assert 0.0 <= t0 < t1 <= duration + 0.05, (vid, r)
+    assert sorted(p.name for p in (tmp_path / 'plots').iterdir()) == [
+        f'{v}.png' for v in sorted(dets)]
+
+    # the same validation video through test.py and infer.py: the same detections
+    status, _ = run_here('test.py', [
+        config, ckpt, '--out', work / 'from video.json', '--cfg-options',
+        f'val_dataset.data_prefix={root / "videos"}', 'val_dataset.sample_fps=15',
+        *DEMO_BACKBONE, *SMALL_TALLFORMER, 'val_dataloader.num_workers=0', 'device=cpu'], capsys)
+    assert status == 0
+    status, _ = run_here('infer.py', [
+        config, ckpt, root / 'videos' / 'mmaction2_part0_30fps_1s.mp4', '--out',
+        work / 'inferred.json', '--no-progress'], capsys)
+    assert status == 0
+    tested = json.loads((work / 'from video.json').read_text())['results']
+    inferred = json.loads((work / 'inferred.json').read_text())['results']
+    assert list(inferred) == ['mmaction2_part0_30fps_1s']
+    a, b = tested['mmaction2_part0_30fps_1s'], inferred['mmaction2_part0_30fps_1s']
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x['label'] == y['label']
+        assert x['score'] == pytest.approx(y['score'], abs=1e-5)
+        assert x['segment'] == pytest.approx(y['segment'], abs=1e-4)

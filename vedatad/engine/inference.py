@@ -19,12 +19,12 @@ def _to_numpy(result):
 
 
 @torch.no_grad()
-def predict_dataset(model, loader, desc='test'):
+def predict_dataset(model, loader, desc='test', progress=True):
     """video id -> dict of numpy arrays, for the whole dataset (every rank gets all)."""
     model.eval()
     local = {}
-    for batch in tqdm(loader, desc=desc, disable=get_rank() != 0, dynamic_ncols=True,
-                      leave=False):
+    for batch in tqdm(loader, desc=desc, disable=not progress or get_rank() != 0,
+                      dynamic_ncols=True, leave=False):
         for result in model(batch, mode='predict'):
             local[result['video_id']] = _to_numpy(result)
     merged = {}

@@ -26,16 +26,12 @@ def _common_fps(dataset):
     return float(rates.pop()) if len(rates) == 1 and None not in rates else None
 
 
-def _bank_fps(model):
-    """The frame rate the memory bank was extracted at: its ``settings``, or for older
-    banks the extraction config it records."""
-    attrs = getattr(getattr(model, 'bank', None), 'attrs', None) or {}
-    settings = attrs.get('settings')
-    if isinstance(settings, dict) and settings.get('fps'):
-        return settings['fps']
-    data = (attrs.get('config') or {}).get('data') if isinstance(attrs.get('config'), dict) \
-        else None
-    return data.get('fps') if isinstance(data, dict) else None
+def _bank_fps(dataset):
+    """The frame rate of the memory bank the training windows read (its recorded
+    settings), or None without a bank."""
+    bank = getattr(getattr(dataset, 'bank_reader', None), 'bank', None)
+    settings = getattr(bank, 'settings', None) or {}
+    return settings.get('fps')
 
 
 def data_info(dataset, model):
@@ -46,7 +42,7 @@ def data_info(dataset, model):
     fps = None
     for name in ('sample_fps', 'fps', 'default_fps'):
         fps = fps if fps is not None else _number(getattr(dataset, name, None))
-    fps = fps if fps is not None else _number(_bank_fps(model)) or _common_fps(dataset)
+    fps = fps if fps is not None else _number(_bank_fps(dataset)) or _common_fps(dataset)
     info['fps'] = fps
     if hasattr(model, 'feat_stride') and hasattr(model, 'frames_per_row'):
         # end to end: a detector step covers feat_stride frames, centred per frames_per_row

@@ -274,6 +274,9 @@ class ActionFormer(nn.Module):
         segs, scores, labels = apply_nms(segs, scores, labels, cfg)
         segs = steps_to_seconds(segs, meta['feat_stride'], meta['feat_num_frames'],
                                 meta['fps'], meta['duration'])
+        # a segment wholly past the video's end clamps to zero length: not a detection
+        keep = segs[:, 1] > segs[:, 0]
+        segs, scores, labels = segs[keep], scores[keep], labels[keep]
         result = {'video_id': meta['video_id'], 'segments': segs, 'scores': scores,
                   'labels': labels.long()}
         if cfg['ext_score_file']:

@@ -1,0 +1,258 @@
+"""Detect actions in new videos (or feature files) with a trained checkpoint.
+
+No annotation file, dataset path or duration is needed: each input is measured, a
+temporary annotation-free dataset of the config's validation type is built over links to the
+inputs, and the same loader, model and ``predict_dataset`` as ``tools/test.py`` produce the
+detections, so a validation video gets the same detections from both tools. What inference
+needs (class names, the model's frame rate, feature stride) comes from the checkpoint's
+``meta`` (vedatad checkpoints), else from the config and ``class_names``.
+
+Inputs: video files (any container the readers open) or folders of them; for feature-based
+checkpoints ``.npy`` files (T, C) or folders of them. An input that cannot be used is refused
+in one line naming it, and the others are still processed.
+"""
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..registry import DATASETS, MODELS
+from . import dist as dist_utils
+from .checkpoint import load_checkpoint, load_model_weights
+from .config_schema import dataloader_section
+from .dataloader import build_dataloader
+from .inference import predict_dataset, to_submission
+from .runtime import configure_cpu, seed_everything
+
+FEATURE_EXTS = ('.npy', )
+SUBSET = 'inference'
+CLASSES_RECORD = '__classes__'
+
+
+class InferenceError(ValueError):
+    """Inference cannot run at all (no usable input, no class names, ...)."""
+
+
+@dataclass
+class InferenceReport:
+    submission: dict = field(default_factory=dict)   # video id -> detections
+    durations: dict = field(default_factory=dict)    # video id -> seconds
+    refused: dict = field(default_factory=dict)      # input path -> reason
+
+
+def is_video_model(cfg):
+    """End-to-end models (TALLFormer) read videos; ActionFormer reads features."""
+    return 'backbone' in cfg.model and 'detector' in cfg.model
+
+
+def collect_inputs(inputs, exts):
+    """Files named or inside the named folders (sorted, not recursive), in order; and
+    {path: reason} for inputs that do not exist or have another type."""
+    files, refused = [], {}
+    for item in inputs:
+        item = os.path.abspath(os.path.expanduser(str(item)))
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, n) for n in os.listdir(item)
+                           if os.path.splitext(n)[1].lower() in exts
+                           and os.path.isfile(os.path.join(item, n)))
+            if not found:
+                refused[item] = f'a folder without {"/".join(exts)} files'
+            files += found
+        elif not os.path.exists(item):
+            refused[item] = 'no such file or folder'
+        elif os.path.splitext(item)[1].lower() not in exts:
+            refused[item] = (f'not a {"/".join(exts)} file (this checkpoint reads '
+                             f'{"videos" if ".mp4" in exts else "feature files"})')
+        else:
+            files.append(item)
+    return files, refused
+
+
+def unique_ids(files, refused):
+    """Video id (file stem) -> path; a stem given twice is refused for both files."""
+    by_id = {}
+    for path in files:
+        by_id.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+    out = {}
+    for vid, paths in by_id.items():
+        if len(set(paths)) > 1:
+            for p in paths:
+                refused[p] = f'video id {vid!r} is also the name of {", ".join(set(paths) - {p})}'
+        else:
+            out[vid] = paths[0]
+    return out
+
+
+def measure_video(path, backend):
+    """(num_frames, fps, duration) of a video, or a VideoReadError naming why not."""
+    from ..data.video_readers import VideoReadError, open_video
+    try:
+        reader = open_video(path, backend)
+        num_frames, fps = int(reader.num_frames), float(reader.fps)
+    except VideoReadError:
+        raise
+    except Exception as err:  # a reader library's own error: same refusal
+        raise VideoReadError(f'{type(err).__name__}: {err}') from err
+    if num_frames <= 0 or not fps > 0:
+        raise VideoReadError(f'no decodable frames ({num_frames} frames at {fps} fps)')
+    return num_frames, fps, num_frames / fps
+
+
+def measure_features(path, stride, num_frames, fps):
+    """(steps, duration) of a (T, C) feature file; duration spans the last step's clip."""
+    try:
+        arr = np.load(path, mmap_mode='r', allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f'not a readable .npy array ({err})') from None
+    if arr.ndim != 2 or min(arr.shape) == 0:
+        raise ValueError(f'expected a (T, C) array, got shape {tuple(arr.shape)}')
+    steps = int(arr.shape[0])
+    return steps, ((steps - 1) * stride + num_frames) / fps
+
+
+def inference_facts(checkpoint, cfg, class_names=None):
+    """Class names and the data facts (fps, feat_stride, feat_num_frames) for inference."""
+    meta = checkpoint.get('meta') or {}
+    names = list(class_names) if class_names else [n for n in (meta.get('classes') or [])]
+    if not names:
+        names = list(cfg.val_dataset.get('class_names') or [])
+    if not names:
+        raise InferenceError('the checkpoint names no classes (not written by vedatad?): '
+                             'give --class-names FILE_OR_LIST')
+    names = [str(n) if n is not None else str(i) for i, n in enumerate(names)]
+    return names, dict(meta.get('data') or {})
+
+
+def _link_inputs(ids, folder, ext_of):
+    os.makedirs(folder)
+    for vid, path in ids.items():
+        os.symlink(path, os.path.join(folder, vid + ext_of(path)))
+
+
+def _video_dataset_cfg(cfg, ids, facts, names, tmp, refused, backend):
+    fps_model = facts.get('fps') or cfg.val_dataset.get('sample_fps')
+    database, good = {}, {}
+    for vid, path in ids.items():
+        try:
+            num_frames, fps, duration = measure_video(path, backend)
+        except Exception as err:
+            refused[path] = str(err)
+            continue
+        good[vid] = path
+        database[vid] = dict(subset=SUBSET, duration=duration, fps=fps,
+                             num_frames=num_frames, annotations=[])
+    folder = os.path.join(tmp, 'videos')
+    _link_inputs(good, folder, lambda p: os.path.splitext(p)[1].lower())
+    ann = os.path.join(tmp, 'inputs.json')
+    with open(ann, 'w', encoding='utf-8') as f:
+        json.dump({'database': database}, f)
+    ds = dict(cfg.val_dataset, ann_file=ann, data_prefix=folder, subset=SUBSET, mode='test',
+              class_names=names, fps=None, sample_fps=fps_model, lazy_windows=True)
+    if cfg.val_dataset.get('backend') not in (None, 'auto', 'frames'):
+        ds['backend'] = cfg.val_dataset['backend']
+    else:
+        ds.pop('backend', None)
+    return ds, {v: database[v]['duration'] for v in good}
+
+
+def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused):
+    val = cfg.val_dataset
+    rate = int(val.get('downsample_rate') or 1)
+    stride = facts.get('feat_stride') or (val.get('feat_stride') or 0) * rate
+    num_frames = facts.get('feat_num_frames') or val.get('num_frames')
+    fps = facts.get('fps') or val.get('default_fps')
+    if not (stride and num_frames and fps):
+        raise InferenceError('feature stride, frames per step and frame rate are unknown: the '
+                             'checkpoint does not record them; set val_dataset.feat_stride, '
+                             '.num_frames and .default_fps with --cfg-options')
+    database, good = {}, {}
+    for vid, path in ids.items():
+        try:
+            _, duration = measure_features(path, stride, num_frames, fps)
+        except ValueError as err:
+            refused[path] = str(err)
+            continue
+        good[vid] = path
+        database[vid] = dict(subset=SUBSET, duration=duration, fps=fps, annotations=[])
+    if good:
+        # feature datasets number classes from the file's labels: one record outside the
+        # inference split names the checkpoint's classes with their ids
+        database[CLASSES_RECORD] = dict(subset='classes', duration=1.0, fps=fps, annotations=[
+            dict(label=name, label_id=i, segment=[0.0, 1.0]) for i, name in enumerate(names)])
+    folder = os.path.join(tmp, 'features')
+    _link_inputs(good, folder, lambda p: '.npy')
+    ann = os.path.join(tmp, 'inputs.json')
+    with open(ann, 'w', encoding='utf-8') as f:
+        json.dump({'database': database}, f)
+    ds = dict(val, json_file=ann, feat_folder=folder, split=[SUBSET], is_training=False,
+              feat_stride=stride // rate, num_frames=num_frames, default_fps=fps,
+              num_classes=len(names), file_prefix=None, file_ext='.npy')
+    ds.pop('ext_score_file', None)
+    return ds, {v: database[v]['duration'] for v in good}
+
+
+TRAINED_SECTIONS = ('model', 'val_dataset', 'val_dataloader')
+
+
+def adopt_trained_config(cfg, checkpoint, options=None):
+    """The model and validation sections the checkpoint was trained with (its recorded,
+    resolved config), so CONFIG need not repeat training-time ``--cfg-options``; this
+    run's options on those sections still apply. Without a recorded config: ``cfg``."""
+    text = (checkpoint.get('meta') or {}).get('config')
+    if not isinstance(text, str) or not text.strip():
+        return cfg
+    from mmengine.config import Config
+    try:
+        saved = Config.fromstring(text, '.py')
+    except Exception:  # an unreadable record: the given config is all there is
+        return cfg
+    for key in TRAINED_SECTIONS:
+        if key in saved:
+            cfg[key] = saved[key]
+    again = {k: v for k, v in (options or {}).items() if k.split('.')[0] in TRAINED_SECTIONS}
+    if again:
+        cfg.merge_from_dict(again)
+    return cfg
+
+
+def keep_above(submission, threshold):
+    if threshold is None:
+        return submission
+    return {v: [d for d in dets if d['score'] >= threshold] for v, dets in submission.items()}
+
+
+def infer(cfg, checkpoint_path, inputs, score_threshold=None, class_names=None,
+          use_ema=True, progress=True, logger=None, options=None):
+    """Detections for ``inputs``: an InferenceReport (submission keyed by file stem).
+    ``options``: this run's ``--cfg-options`` (re-applied over the trained sections)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    cfg = adopt_trained_config(cfg, checkpoint, options)
+    names, facts = inference_facts(checkpoint, cfg, class_names)
+    video = is_video_model(cfg)
+    from ..data.video_dataset import VIDEO_EXTS
+    files, refused = collect_inputs(inputs, VIDEO_EXTS if video else FEATURE_EXTS)
+    ids = unique_ids(files, refused)
+    report = InferenceReport(refused=refused)
+    info = dist_utils.init_distributed(cfg.get('device'))
+    configure_cpu(cfg)
+    seed_everything(0, deterministic=True)
+    with tempfile.TemporaryDirectory(prefix='vedatad_infer_') as tmp:
+        if video:
+            ds_cfg, durations = _video_dataset_cfg(cfg, ids, facts, names, tmp, refused,
+                                                   cfg.val_dataset.get('backend', 'auto'))
+        else:
+            ds_cfg, durations = _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused)
+        if not durations:
+            return report
+        dataset = DATASETS.build(ds_cfg)
+        loader_cfg = dict(dataloader_section(cfg, 'val_dataloader'), num_workers=0)
+        loader = build_dataloader(dataset, loader_cfg, False, 0, info.rank, info.world_size)
+        model = MODELS.build(cfg.model).to(info.device)
+        load_model_weights(model, checkpoint_path, use_ema=use_ema, logger=logger)
+        results = predict_dataset(model, loader, desc='infer', progress=progress)
+    label_names = dict(enumerate(names))
+    report.submission = keep_above(to_submission(results, label_names), score_threshold)
+    report.durations = durations
+    return report
