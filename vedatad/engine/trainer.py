@@ -222,10 +222,10 @@ class Trainer:
                                logger=self.logger, strict=lcfg['load_from_strict'],
                                prefix=lcfg['load_from_prefix'])
         except CheckpointError as err:
-            if not lcfg['load_from_strict']:
-                raise
+            if not lcfg['load_from_strict'] or ' does not match ' not in str(err):
+                raise  # an unreadable or refused file: its own message says it
             raise CheckpointError(
-                f'load_from: {err}\nTo load what fits and re-initialise the rest (e.g. a '
+                f'{err}\nTo load what fits and re-initialise the rest (e.g. a '
                 'head for another number of classes), set load_from_strict=False.') from None
 
     def _wrap(self, model):
