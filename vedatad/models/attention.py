@@ -75,17 +75,21 @@ def local_attention(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0
     extra = num_blocks * block - T
     # B, nh, T', hs with T' a multiple of the block size
     q, k, v = (F.pad(t, (0, 0, 0, extra)) if extra else t for t in (q, k, v))
-    q_blocks = q.reshape(B, nh, num_blocks, block, hs)
-    k_win = _windows(k, o, block).transpose(-1, -2)  # B, nh, nb, b + 2o, hs
-    v_win = _windows(v, o, block).transpose(-1, -2)
+    n = B * nh * num_blocks
+    q_blocks = q.reshape(n, block, hs)
+    # key / value windows copied once into contiguous (n, b + 2o, hs) batches
+    k_win = _windows(k, o, block).transpose(-1, -2).reshape(n, block + 2 * o, hs)
+    v_win = _windows(v, o, block).transpose(-1, -2).reshape(n, block + 2 * o, hs)
 
     # per-key bias: padded keys and keys beyond either end of the sequence
     key_bias = F.pad(_key_bias(kv_mask), (0, extra), value=OUTSIDE_BIAS)
     key_bias = F.pad(key_bias, (o, o), value=OUTSIDE_BIAS)
     key_bias = key_bias.unfold(1, block + 2 * o, block)  # B, nb, b + 2o
     bias = key_bias[:, None, :, None, :] + _band_bias(o, block, rel_pe, q.device)[None, :, None]
+    bias = bias.expand(B, nh, num_blocks, block, block + 2 * o).reshape(n, block, -1)
     out = F.scaled_dot_product_attention(q_blocks, k_win, v_win, attn_mask=bias.to(q.dtype),
-                                         dropout_p=dropout_p, scale=1.0)  # B, nh, nb, b, hs
+                                         dropout_p=dropout_p, scale=1.0)  # n, b, hs
+    out = out.view(B, nh, num_blocks, block, hs)
     # padded queries attend to nothing: their output is zero
     q_valid = F.pad(kv_mask, (0, extra), value=False).reshape(B, 1, num_blocks, block, 1)
     out = out * q_valid.to(out.dtype)
