@@ -178,3 +178,27 @@ def test_no_cap_when_max_seg_num_not_positive():
     segs, scores, labels = _random_case(5, n=40)
     out = batched_nms(segs, scores, labels, 0.5, 0.0, 0, use_soft_nms=True)
     assert len(out[1]) == 40                  # soft-NMS with min_score 0 drops nothing
+
+
+def test_batched_nms_runs_single_threaded_and_restores_thread_count():
+    from vedatad.ops import nms as nms_mod
+    g = torch.Generator().manual_seed(3)
+    starts = torch.rand(300, generator=g) * 100
+    segs = torch.stack([starts, starts + 1 + torch.rand(300, generator=g) * 20], 1)
+    scores, labels = torch.rand(300, generator=g), torch.randint(0, 4, (300,), generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        real = nms_mod.soft_nms_1d
+        nms_mod.soft_nms_1d = lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1]
+        try:
+            out = nms_mod.batched_nms(segs, scores, labels, 0.1, 0.001, 50)
+        finally:
+            nms_mod.soft_nms_1d = real
+        ref = nms_mod._batched_nms(segs, scores, labels, 0.1, 0.001, 50, True, True, 0.5, 0.75)
+        assert seen == [1] and torch.get_num_threads() == 2
+        for a, b in zip(out, ref):
+            assert torch.equal(a, b)
+    finally:
+        torch.set_num_threads(before)

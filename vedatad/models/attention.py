@@ -63,6 +63,10 @@ def local_attention(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0
 
     q, k, v: B, nh, T, hs   kv_mask: B, T (bool)   rel_pe: 1, 1, nh, 2o + 1 or None
     returns B, nh, T, hs
+
+    Each query block and its key window go through one fused
+    ``scaled_dot_product_attention`` call (batched over blocks), so the score and
+    probability tensors are never materialised as separate einsum / softmax / mask steps.
     """
     B, nh, T, hs = q.shape
     o = window_overlap
@@ -70,23 +74,23 @@ def local_attention(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0
     num_blocks = math.ceil(T / block)
     extra = num_blocks * block - T
     # B, nh, T', hs with T' a multiple of the block size
-    q, k, v = (F.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
-    q_blocks = q.reshape(B, nh, num_blocks, block, hs)
-    k_win = _windows(k, o, block)  # B, nh, nb, hs, b + 2o
-    v_win = _windows(v, o, block)
+    q, k, v = (F.pad(t, (0, 0, 0, extra)) if extra else t for t in (q, k, v))
+    n = B * nh * num_blocks
+    q_blocks = q.reshape(n, block, hs)
+    # key / value windows copied once into contiguous (n, b + 2o, hs) batches
+    k_win = _windows(k, o, block).transpose(-1, -2).reshape(n, block + 2 * o, hs)
+    v_win = _windows(v, o, block).transpose(-1, -2).reshape(n, block + 2 * o, hs)
 
-    scores = torch.einsum('bhnqd,bhndk->bhnqk', q_blocks, k_win).float()
     # per-key bias: padded keys and keys beyond either end of the sequence
     key_bias = F.pad(_key_bias(kv_mask), (0, extra), value=OUTSIDE_BIAS)
     key_bias = F.pad(key_bias, (o, o), value=OUTSIDE_BIAS)
     key_bias = key_bias.unfold(1, block + 2 * o, block)  # B, nb, b + 2o
-    scores = scores + key_bias[:, None, :, None, :]
-    scores = scores + _band_bias(o, block, rel_pe, q.device)[None, :, None]
-
-    attn = scores.softmax(dim=-1)
-    # padded queries attend to nothing
+    bias = key_bias[:, None, :, None, :] + _band_bias(o, block, rel_pe, q.device)[None, :, None]
+    bias = bias.expand(B, nh, num_blocks, block, block + 2 * o).reshape(n, block, -1)
+    out = F.scaled_dot_product_attention(q_blocks, k_win, v_win, attn_mask=bias.to(q.dtype),
+                                         dropout_p=dropout_p, scale=1.0)  # n, b, hs
+    out = out.view(B, nh, num_blocks, block, hs)
+    # padded queries attend to nothing: their output is zero
     q_valid = F.pad(kv_mask, (0, extra), value=False).reshape(B, 1, num_blocks, block, 1)
-    attn = attn.masked_fill(~q_valid, 0.0).to(v.dtype)
-    attn = F.dropout(attn, dropout_p) if dropout_p > 0 else attn
-    out = torch.einsum('bhnqk,bhndk->bhnqd', attn, v_win)  # B, nh, nb, b, hs
+    out = out * q_valid.to(out.dtype)
     return out.reshape(B, nh, num_blocks * block, hs)[:, :, :T]

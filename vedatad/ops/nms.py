@@ -22,9 +22,28 @@ its swap history; outside exact ties the results are the same.)
 Greedy NMS is sequential, so each step is one vectorised pass over the candidates; the loop
 stops after ``max_seg_num`` segments are taken, since later ones can only score lower.
 """
+from contextlib import contextmanager
+
 import torch
 
 _LENGTH_PAD = 1e-6
+
+
+@contextmanager
+def single_thread():
+    """Run the enclosed small, sequential torch ops on one CPU thread.
+
+    Each NMS step touches a few thousand numbers; spreading that over the intra-op pool
+    costs more in wake-ups than it saves, and on a busy machine the pool's threads compete
+    with everything else. The previous thread count is restored afterwards."""
+    before = torch.get_num_threads()
+    if before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before > 1:
+            torch.set_num_threads(before)
 
 
 def pairwise_iou(a, b, pad=_LENGTH_PAD):
@@ -141,6 +160,16 @@ def batched_nms(segs, scores, labels, iou_threshold, min_score, max_seg_num, use
     """
     if segs.shape[0] == 0:
         return (segs.new_zeros((0, 2)), scores.new_zeros((0,)), labels.new_zeros((0,)))
+    if segs.device.type == 'cpu':
+        with single_thread():
+            return _batched_nms(segs, scores, labels, iou_threshold, min_score, max_seg_num,
+                                use_soft_nms, multiclass, sigma, voting_thresh)
+    return _batched_nms(segs, scores, labels, iou_threshold, min_score, max_seg_num,
+                        use_soft_nms, multiclass, sigma, voting_thresh)
+
+
+def _batched_nms(segs, scores, labels, iou_threshold, min_score, max_seg_num, use_soft_nms,
+                 multiclass, sigma, voting_thresh):
     class_labels = labels if multiclass else None
     if use_soft_nms:
         idx, new_scores = soft_nms_1d(segs, scores, sigma, min_score, max_seg_num, class_labels)

@@ -11,7 +11,6 @@ State-dict keys are torchvision's (``patch_embed.*``, ``features.{k}.*``, ``norm
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.models.video.swin_transformer import SwinTransformer3d
 
 from ...registry import MODELS
 from .vswin_checkpoint import load_vswin_weights
@@ -86,6 +85,8 @@ class VideoSwin(nn.Module):
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
 
+        # imported here: feature-based models never pay for loading torchvision
+        from torchvision.models.video.swin_transformer import SwinTransformer3d
         swin = SwinTransformer3d(
             patch_size=list(self.patch_size), embed_dim=self.embed_dim,
             depths=list(self.depths), num_heads=list(self.num_heads),
