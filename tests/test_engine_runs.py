@@ -516,3 +516,39 @@ def test_default_thresholds_are_the_release_linspace_of_the_family():
                                 protocol='activitynet')))
     ev = evaluation_cfg(cfg, type('VideoDataset', (), {'subset': 'validation'})())
     assert ev['subset'] == 'validation' and len(ev['tiou_thresholds']) == 10
+
+
+# ------------------------------------------------------------------ infer.py on feature files
+
+def test_infer_py_bare_names_and_an_official_checkpoint_with_class_names(
+        tiny_data, trained, tmp_path, monkeypatch, capsys):
+    json_file, folder = tiny_data
+    cfg_path = _dump(tiny_cfg(tiny_data), tmp_path / 'my config.py')
+    tool = _tool('infer')
+    vid = sorted(json.loads(open(json_file).read())['database'])[0]
+    npy = os.path.join(folder, f'{vid}.npy')
+    monkeypatch.chdir(trained)  # bare file names, as users type them
+    assert tool.main([cfg_path, 'latest.pth.tar', npy, '--out', 'dets.json',
+                      '--no-progress']) == 0
+    ours = json.loads(open(os.path.join(trained, 'dets.json')).read())['results'][vid]
+    names = load_checkpoint(os.path.join(trained, 'latest.pth.tar'))['meta']['classes']
+    assert ours and {d['label'] for d in ours} <= set(names)
+
+    # the official release's layout records no classes: refused until --class-names names them
+    state = load_checkpoint(os.path.join(trained, 'latest.pth.tar'))
+    official = {'epoch': 2, 'state_dict': {f'module.{k}': v for k, v in
+                                           state['state_dict'].items()},
+                'state_dict_ema': {f'module.{k}': v for k, v in
+                                   state['state_dict_ema'].items()}}
+    torch.save(official, tmp_path / 'official.pth.tar')
+    capsys.readouterr()
+    args = [cfg_path, str(tmp_path / 'official.pth.tar'), npy, '--out',
+            str(tmp_path / 'official dets.json'), '--no-progress',
+            '--cfg-options', 'val_dataset.default_fps=30']
+    assert tool.main(args) == 1
+    assert '--class-names' in capsys.readouterr().err
+    assert tool.main(args + ['--class-names', ','.join(names)]) == 0
+    theirs = json.loads((tmp_path / 'official dets.json').read_text())['results'][vid]
+    assert [d['label'] for d in theirs] == [d['label'] for d in ours]
+    assert [t for d in theirs for t in d['segment']] == pytest.approx(
+        [t for d in ours for t in d['segment']], abs=1e-4)
