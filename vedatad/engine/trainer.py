@@ -143,7 +143,7 @@ class Trainer:
         """A fresh run may not reuse an earlier run's checkpoints (nor overwrite them)."""
         if self.resume_path:
             return None
-        found = earlier_run(self.work_dir)
+        found = self._seen_by_rank0(lambda: earlier_run(self.work_dir))
         if found and not self.overwrite:
             raise WorkDirInUseError(refusal_message(self.work_dir, found))
         moved = None
@@ -151,6 +151,12 @@ class Trainer:
             moved = move_work_dir_aside(self.work_dir)
         dist_utils.barrier()
         return moved
+
+    def _seen_by_rank0(self, look):
+        """What global rank 0 finds, on every rank: ranks that looked at the shared work dir
+        themselves could see rank 0's first writes of this run (its bank copy) as an earlier
+        run's and refuse while rank 0 goes on."""
+        return dist_utils.broadcast_object(look() if self.info.is_main else None)
 
     def _prepare_work_dir(self):
         self.config_text = config_text(self.cfg)
@@ -200,7 +206,8 @@ class Trainer:
         by a fresh run: refused, or moved aside with ``overwrite``."""
         if self.resume_path or not hasattr(self.raw_model, 'run_state_paths'):
             return
-        found = earlier_run(self.work_dir, self.raw_model.run_state_paths(self.work_dir))
+        found = self._seen_by_rank0(
+            lambda: earlier_run(self.work_dir, self.raw_model.run_state_paths(self.work_dir)))
         if not found:
             return
         if not self.overwrite:
