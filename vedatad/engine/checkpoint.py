@@ -47,10 +47,15 @@ EPOCH_PATTERN = re.compile(r'epoch_(\d+)\.pth\.tar$')
 TEMP_PATTERN = re.compile(r'^\.(epoch_\d+\.pth\.tar|latest\.pth\.tar)\..+\.tmp$')
 WRAPPER_PREFIX = 'module.'
 
-__all__ = ['CheckpointError', 'UnsafeFileError', 'LATEST', 'epoch_path', 'save_checkpoint',
-           'load_checkpoint', 'find_latest', 'list_epochs', 'remove_stray_temp_files',
-           'load_model_weights', 'load_state_strict', 'plain_state', 'strip_prefix',
-           'checkpoint_files']
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint's tensors do not fit the model (missing, unexpected, other shapes)."""
+
+
+__all__ = ['CheckpointError', 'CheckpointMismatchError', 'UnsafeFileError', 'LATEST',
+           'epoch_path', 'save_checkpoint', 'load_checkpoint', 'find_latest', 'list_epochs',
+           'remove_stray_temp_files', 'load_model_weights', 'load_state_strict', 'plain_state',
+           'strip_prefix', 'checkpoint_files']
 
 
 def epoch_path(work_dir, epoch):
@@ -192,7 +197,7 @@ def load_model_weights(model, path, use_ema=True, logger=None, strict=True, pref
         lines += [f'  missing in checkpoint: {k}' for k in missing]
         lines += [f'  unexpected in checkpoint: {k}' for k in unexpected]
         lines += [f'  shape mismatch: {s}' for s in shapes]
-        raise CheckpointError('\n'.join(lines))
+        raise CheckpointMismatchError('\n'.join(lines))
     bad = {s.split(':')[0] for s in shapes}
     usable = {k: v for k, v in state.items() if k in own and k not in bad}
     model.load_state_dict(usable, strict=False)

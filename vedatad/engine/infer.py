@@ -85,31 +85,15 @@ def unique_ids(files, refused):
     return out
 
 
-def measure_video(path, backend):
-    """(num_frames, fps, duration) of a video, or a VideoReadError naming why not."""
-    from ..data.video_readers import VideoReadError, open_video
-    try:
-        reader = open_video(path, backend)
-        num_frames, fps = int(reader.num_frames), float(reader.fps)
-    except VideoReadError:
-        raise
-    except Exception as err:  # a reader library's own error: same refusal
-        raise VideoReadError(f'{type(err).__name__}: {err}') from err
-    if num_frames <= 0 or not fps > 0:
-        raise VideoReadError(f'no decodable frames ({num_frames} frames at {fps} fps)')
-    return num_frames, fps, num_frames / fps
-
-
 def measure_features(path, stride, num_frames, fps):
-    """(steps, duration) of a (T, C) feature file; duration spans the last step's clip."""
+    """Seconds covered by a (T, C) feature file: up to the end of the last step's clip."""
     try:
         arr = np.load(path, mmap_mode='r', allow_pickle=False)
     except Exception as err:
         raise ValueError(f'not a readable .npy array ({err})') from None
     if arr.ndim != 2 or min(arr.shape) == 0:
         raise ValueError(f'expected a (T, C) array, got shape {tuple(arr.shape)}')
-    steps = int(arr.shape[0])
-    return steps, ((steps - 1) * stride + num_frames) / fps
+    return ((int(arr.shape[0]) - 1) * stride + num_frames) / fps
 
 
 def inference_facts(checkpoint, cfg, class_names=None):
@@ -131,30 +115,31 @@ def _link_inputs(ids, folder, ext_of):
         os.symlink(path, os.path.join(folder, vid + ext_of(path)))
 
 
-def _video_dataset_cfg(cfg, ids, facts, names, tmp, refused, backend):
+def _write_database(tmp, database):
+    path = os.path.join(tmp, 'inputs.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump({'database': database}, f)
+    return path
+
+
+def _video_dataset_cfg(cfg, ids, facts, names, tmp, refused):
+    from ..data.annotation_skeleton import measure_video, skeleton_entry
     fps_model = facts.get('fps') or cfg.val_dataset.get('sample_fps')
-    database, good = {}, {}
+    database = {}
     for vid, path in ids.items():
         try:
-            num_frames, fps, duration = measure_video(path, backend)
-        except Exception as err:
+            database[vid] = skeleton_entry(measure_video(vid, path), SUBSET)
+        except Exception as err:  # the readers' and their libraries' errors alike
             refused[path] = str(err)
-            continue
-        good[vid] = path
-        database[vid] = dict(subset=SUBSET, duration=duration, fps=fps,
-                             num_frames=num_frames, annotations=[])
     folder = os.path.join(tmp, 'videos')
-    _link_inputs(good, folder, lambda p: os.path.splitext(p)[1].lower())
-    ann = os.path.join(tmp, 'inputs.json')
-    with open(ann, 'w', encoding='utf-8') as f:
-        json.dump({'database': database}, f)
-    ds = dict(cfg.val_dataset, ann_file=ann, data_prefix=folder, subset=SUBSET, mode='test',
-              class_names=names, fps=None, sample_fps=fps_model, lazy_windows=True)
-    if cfg.val_dataset.get('backend') not in (None, 'auto', 'frames'):
-        ds['backend'] = cfg.val_dataset['backend']
-    else:
-        ds.pop('backend', None)
-    return ds, {v: database[v]['duration'] for v in good}
+    _link_inputs({v: ids[v] for v in database}, folder,
+                 lambda p: os.path.splitext(p)[1].lower())
+    ds = dict(cfg.val_dataset, ann_file=_write_database(tmp, database), data_prefix=folder,
+              subset=SUBSET, mode='test', class_names=names, fps=None, sample_fps=fps_model,
+              lazy_windows=True)
+    if cfg.val_dataset.get('backend') in (None, 'auto', 'frames'):
+        ds.pop('backend', None)  # the inputs are files: the readers' choice for files
+    return ds, {v: entry['duration'] for v, entry in database.items()}
 
 
 def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused):
@@ -170,7 +155,7 @@ def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused):
     database, good = {}, {}
     for vid, path in ids.items():
         try:
-            _, duration = measure_features(path, stride, num_frames, fps)
+            duration = measure_features(path, stride, num_frames, fps)
         except ValueError as err:
             refused[path] = str(err)
             continue
@@ -183,11 +168,9 @@ def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused):
             dict(label=name, label_id=i, segment=[0.0, 1.0]) for i, name in enumerate(names)])
     folder = os.path.join(tmp, 'features')
     _link_inputs(good, folder, lambda p: '.npy')
-    ann = os.path.join(tmp, 'inputs.json')
-    with open(ann, 'w', encoding='utf-8') as f:
-        json.dump({'database': database}, f)
-    ds = dict(val, json_file=ann, feat_folder=folder, split=[SUBSET], is_training=False,
-              feat_stride=stride // rate, num_frames=num_frames, default_fps=fps,
+    ds = dict(val, json_file=_write_database(tmp, database), feat_folder=folder,
+              split=[SUBSET], is_training=False, feat_stride=stride // rate,
+              num_frames=num_frames, default_fps=fps,
               num_classes=len(names), file_prefix=None, file_ext='.npy')
     ds.pop('ext_score_file', None)
     return ds, {v: database[v]['duration'] for v in good}
@@ -240,8 +223,7 @@ def infer(cfg, checkpoint_path, inputs, score_threshold=None, class_names=None,
     seed_everything(0, deterministic=True)
     with tempfile.TemporaryDirectory(prefix='vedatad_infer_') as tmp:
         if video:
-            ds_cfg, durations = _video_dataset_cfg(cfg, ids, facts, names, tmp, refused,
-                                                   cfg.val_dataset.get('backend', 'auto'))
+            ds_cfg, durations = _video_dataset_cfg(cfg, ids, facts, names, tmp, refused)
         else:
             ds_cfg, durations = _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused)
         if not durations:

@@ -38,8 +38,9 @@ from tqdm import tqdm
 from ..registry import DATASETS, MODELS
 from ..version import __version__
 from . import dist as dist_utils
-from .checkpoint import CheckpointError, find_latest, load_checkpoint, load_model_weights, \
-    load_state_strict, remove_stray_temp_files, save_checkpoint, strip_prefix
+from .checkpoint import CheckpointMismatchError, find_latest, load_checkpoint, \
+    load_model_weights, load_state_strict, remove_stray_temp_files, save_checkpoint, \
+    strip_prefix
 from .config_schema import (dataloader_section, load_from_section, optimizer_section,
                             scheduler_section, train_cfg_section)
 from .dataloader import build_dataloader
@@ -228,10 +229,8 @@ class Trainer:
             load_model_weights(self.raw_model, lcfg['load_from'], use_ema=lcfg['load_from_ema'],
                                logger=self.logger, strict=lcfg['load_from_strict'],
                                prefix=lcfg['load_from_prefix'])
-        except CheckpointError as err:
-            if not lcfg['load_from_strict'] or ' does not match ' not in str(err):
-                raise  # an unreadable or refused file: its own message says it
-            raise CheckpointError(
+        except CheckpointMismatchError as err:  # strict only: what to do about it
+            raise CheckpointMismatchError(
                 f'{err}\nTo load what fits and re-initialise the rest (e.g. a '
                 'head for another number of classes), set load_from_strict=False.') from None
 
