@@ -114,6 +114,25 @@ def test_batched_nms_matches_loop_reference(device, soft, multiclass, tie_levels
         assert torch.all(got[1][:-1] >= got[1][1:])
 
 
+@pytest.mark.parametrize('soft', [True, False], ids=['soft', 'hard'])
+def test_classwise_nms_with_a_dominant_class_matches_loop_reference(soft):
+    # one class holds most candidates and most of the best scores: it takes many steps while
+    # the other classes stop early; the result must still be the loop reference's
+    g = torch.Generator().manual_seed(11)
+    segs, scores, _ = _random_case(4, n=200)
+    labels = torch.where(torch.rand(200, generator=g) < 0.7, 2,
+                         torch.randint(0, 9, (200,), generator=g))
+    scores = torch.where(labels == 2, scores * 0.5 + 0.5, scores * 0.6)
+    for max_num in (5, 40, 0):
+        got = batched_nms(segs, scores, labels, 0.3, 0.02, max_num, use_soft_nms=soft)
+        want_segs, want_scores, want_labels = ref_batched(
+            segs.tolist(), scores.tolist(), labels.tolist(), 0.3, 0.02, max_num or 10 ** 6,
+            soft, True, 0.5, 0.0)
+        assert got[2].tolist() == want_labels
+        torch.testing.assert_close(got[1], torch.tensor(want_scores), atol=1e-6, rtol=0)
+        torch.testing.assert_close(got[0], torch.tensor(want_segs), atol=1e-6, rtol=0)
+
+
 def test_soft_nms_by_hand():
     segs = torch.tensor([[0.0, 10.0], [0.0, 10.0], [5.0, 15.0], [40.0, 50.0]])
     scores = torch.tensor([0.9, 0.9, 0.8, 0.1])

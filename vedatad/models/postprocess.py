@@ -25,11 +25,11 @@ def decode_level(cls_logits, offsets, points, mask, pre_nms_thresh, pre_nms_topk
     """
     num_classes = cls_logits.shape[1]
     probs = (cls_logits.sigmoid() * mask[:, None]).flatten()  # T_l * K
+    # the best pre_nms_topk of all, then the threshold: the same set as thresholding first,
+    # without sorting every pair above the threshold
+    probs, flat_idx = probs.topk(min(pre_nms_topk, probs.numel()))
     keep = probs > pre_nms_thresh
-    probs, flat_idx = probs[keep], keep.nonzero(as_tuple=True)[0]
-    probs, order = probs.sort(descending=True)
-    num_keep = min(pre_nms_topk, order.numel())
-    probs, flat_idx = probs[:num_keep], flat_idx[order[:num_keep]]
+    probs, flat_idx = probs[keep], flat_idx[keep]
     pt_idx = torch.div(flat_idx, num_classes, rounding_mode='floor')
     labels = torch.fmod(flat_idx, num_classes)
 

@@ -19,11 +19,16 @@ Ties: among equal current scores the segment with the lower input index is taken
 (The C++ scan picks the first one in its internally permuted array, which is only defined by
 its swap history; outside exact ties the results are the same.)
 
-Greedy NMS is sequential, so each step is one vectorised pass over the candidates; the loop
-stops after ``max_seg_num`` segments are taken, since later ones can only score lower.
+Greedy NMS is sequential within a class, but classes never interact: each step takes the
+best remaining segment of every class at once (one vectorised pass over a class x candidate
+table), and a class stops as soon as it cannot reach the best ``max_seg_num`` any more, since
+its later segments can only score lower. A THUMOS video (20 classes, thousands of candidates)
+takes about a dozen steps instead of ``max_seg_num``.
 """
+import heapq
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 _LENGTH_PAD = 1e-6
@@ -56,24 +61,84 @@ def pairwise_iou(a, b, pad=_LENGTH_PAD):
     return inter / (len_a[:, None] + len_b[None, :] - inter)
 
 
-class _OverlapRows:
-    """Row i: overlap of segment i with all segments, 0 across classes when labels given.
-
-    Rows are computed on demand: the loops take at most max_seg_num rows, usually far fewer
-    than the N x N matrix would hold."""
-
-    def __init__(self, segs, labels=None):
-        self.segs, self.labels = segs, labels
-
-    def __getitem__(self, i):
-        iou = pairwise_iou(self.segs[i].reshape(1, 2), self.segs)[0]            # N
-        if self.labels is not None:
-            iou = iou * (self.labels == self.labels[i])
-        return iou
-
-
 def _cap(max_num, n):
     return n if max_num is None or max_num <= 0 else min(max_num, n)
+
+
+def _class_table(labels, n):
+    """(K, M) numpy table of candidate indices, one row per class in input order, -1 padded;
+    one row of all candidates when labels is None."""
+    if labels is None:
+        return np.arange(n)[None]
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind='stable')
+    slot = np.arange(n) - (np.cumsum(counts) - counts)[inverse[order]]
+    table = np.full((len(counts), counts.max()), -1, dtype=np.int64)
+    table[inverse[order], slot] = order
+    return table
+
+
+def _greedy(segs, scores, labels, max_num, update, keep=None):
+    """Greedy selection shared by NMS and soft-NMS, all classes at once.
+
+    Every step takes, in each class that can still contribute, the candidate with the highest
+    current score (the first in input order on ties); ``update(current, iou)`` then lowers the
+    others of that class, or removes them (score -inf), by their overlap iou with it. Scores
+    never rise, so a class stops once its best current score falls below the max_num-th best
+    score taken so far, or after max_num takes: the result equals running the classes one
+    after another and keeping the best max_num overall.
+
+    The loop runs on numpy arrays: a step is a handful of operations on a few thousand
+    numbers, where torch's per-operation overhead would cost more than the arithmetic.
+    Returns (indices, scores when taken) as tensors on the inputs' device, by decreasing score
+    then input index.
+    """
+    device, dtype = scores.device, scores.dtype
+    scores_np = scores.detach().cpu().numpy()
+    segs_np = segs.detach().cpu().numpy().astype(scores_np.dtype, copy=False)
+    n = scores_np.shape[0]
+    limit = _cap(max_num, n)
+    table = _class_table(None if labels is None else labels.detach().cpu().numpy(), n)
+    index = table.clip(min=0)                                 # K, M
+    current = scores_np[index]
+    dead = table < 0 if keep is None else (table < 0) | ~keep.cpu().numpy()[index]
+    current[dead] = -np.inf
+    lo, hi = segs_np[index, 0], segs_np[index, 1]
+    length = hi - lo + np.asarray(_LENGTH_PAD, dtype=scores_np.dtype)
+    taken = np.zeros(len(table), dtype=np.int64)
+    best_scores = []          # min-heap of the best `limit` scores taken so far
+    out_index, out_scores = [], []
+    while True:
+        rows = np.arange(len(current))
+        best = current.argmax(axis=1)                          # R
+        best_score = current[rows, best]
+        threshold = best_scores[0] if len(best_scores) >= limit else -np.inf
+        active = (best_score > -np.inf) & (best_score >= threshold) & (taken < limit)
+        if not active.all():
+            if not active.any():
+                break
+            current, lo, hi, length, index, taken, best, best_score = (
+                a[active] for a in (current, lo, hi, length, index, taken, best, best_score))
+            rows = np.arange(len(current))
+        out_index.append(index[rows, best])
+        out_scores.append(best_score)
+        for value in best_score.tolist():
+            (heapq.heappush if len(best_scores) < limit else heapq.heappushpop)(best_scores,
+                                                                                value)
+        taken += 1
+        pick_lo, pick_hi = lo[rows, best][:, None], hi[rows, best][:, None]
+        pick_len = length[rows, best][:, None]
+        current[rows, best] = -np.inf
+        inter = np.minimum(pick_hi, hi) - np.maximum(pick_lo, lo)
+        np.maximum(inter, 0, out=inter)
+        update(current, inter / (pick_len + length - inter))  # R, M
+    if not out_index:
+        return (torch.zeros(0, dtype=torch.long, device=device),
+                torch.zeros(0, dtype=dtype, device=device))
+    out_index, out_scores = np.concatenate(out_index), np.concatenate(out_scores)
+    order = np.lexsort((out_index, -out_scores))[:limit]
+    return (torch.from_numpy(out_index[order]).to(device),
+            torch.from_numpy(out_scores[order]).to(device=device, dtype=dtype))
 
 
 def nms_1d(segs, scores, iou_threshold, min_score=0.0, max_num=-1, labels=None):
@@ -81,54 +146,23 @@ def nms_1d(segs, scores, iou_threshold, min_score=0.0, max_num=-1, labels=None):
 
     segs (N, 2), scores (N,); labels (N,) makes it class-wise; max_num <= 0: no cap.
     """
-    keep_mask = scores > min_score if min_score > 0 else torch.ones_like(scores, dtype=torch.bool)
-    candidates = torch.nonzero(keep_mask).squeeze(1)                        # M
-    order = candidates[torch.sort(scores[candidates], descending=True, stable=True)[1]]
-    segs_o = segs[order]
-    labels_o = None if labels is None else labels[order]
-    rows = _OverlapRows(segs_o, labels_o)
-    same_class = labels_o is not None
-    alive = torch.ones(len(order), dtype=torch.bool, device=segs.device)
-    kept = []
-    limit = _cap(max_num, len(order))
-    pos = 0
-    while len(kept) < limit:
-        # next alive candidate in score order
-        remaining = torch.nonzero(alive[pos:])
-        if remaining.numel() == 0:
-            break
-        i = pos + int(remaining[0, 0])
-        kept.append(i)
-        suppress = rows[i] >= iou_threshold
-        if same_class:
-            suppress &= labels_o == labels_o[i]
-        alive &= ~suppress
-        alive[i] = False
-        pos = i + 1
-    return order[torch.tensor(kept, dtype=torch.long, device=segs.device)]
+    def suppress(current, iou):
+        current[iou >= iou_threshold] = -np.inf
+
+    above = scores > min_score if min_score > 0 else None
+    return _greedy(segs, scores, labels, max_num, suppress, keep=above)[0]
 
 
 def soft_nms_1d(segs, scores, sigma=0.5, min_score=0.0, max_num=-1, labels=None):
-    """Gaussian soft-NMS. Returns (indices of the taken segments, their decayed scores), in
-    the order taken (= decreasing decayed score)."""
-    rows = _OverlapRows(segs, labels)
-    current = scores.clone()
-    alive = torch.ones(len(scores), dtype=torch.bool, device=scores.device)
-    taken, taken_scores = [], []
-    neg_inf = torch.tensor(float('-inf'), dtype=scores.dtype, device=scores.device)
-    for _ in range(_cap(max_num, len(scores))):
-        i = torch.argmax(torch.where(alive, current, neg_inf))   # first max: lowest index
-        if not bool(alive[i]):
-            break
-        taken.append(i)
-        taken_scores.append(current[i].clone())
-        alive[i] = False
-        current *= torch.exp(-rows[i] ** 2 / sigma)
-        alive &= current >= min_score
-    if not taken:
-        return (torch.zeros(0, dtype=torch.long, device=segs.device),
-                torch.zeros(0, dtype=scores.dtype, device=scores.device))
-    return torch.stack(taken), torch.stack(taken_scores)
+    """Gaussian soft-NMS. Returns (indices of the taken segments, their decayed scores), by
+    decreasing decayed score (the order a single class takes them)."""
+    def decay(current, iou):
+        alive = current > -np.inf  # a zero factor must not turn -inf into NaN
+        np.multiply(current, np.exp(-(iou * iou) / np.float32(sigma)), out=current,
+                    where=alive)
+        current[current < min_score] = -np.inf
+
+    return _greedy(segs, scores, labels, max_num, decay)
 
 
 def score_voting(nms_segs, all_segs, all_scores, iou_threshold):
