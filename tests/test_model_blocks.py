@@ -119,6 +119,26 @@ def test_layer_norm_normalises_channels():
     torch.testing.assert_close(ln(x), ref.transpose(1, 2), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize('window', [9, -1])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_inference_path_equals_training_path(window, stride):
+    # without autograd, LayerNorm and GELU work in place; with it they must not: both paths
+    # give the same outputs, and the training path still backpropagates
+    torch.manual_seed(1)
+    block = TransformerBlock(32, 4, stride=stride, mha_win_size=window, use_rel_pe=True).eval()
+    for p in block.parameters():
+        p.data.normal_(0, 0.3)
+    x = torch.randn(2, 32, 36)
+    mask = prefix_mask([36, 27], 36)[:, None]
+    with torch.inference_mode():
+        fast, _ = block(x, mask)
+    x_grad = x.clone().requires_grad_()
+    slow, _ = block(x_grad, mask)
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-5)
+    slow.square().sum().backward()
+    assert torch.isfinite(x_grad.grad).all() and x_grad.grad.abs().sum() > 0
+
+
 def test_sinusoid_encoding_formula():
     table = sinusoid_encoding(50, 8)
     assert table.shape == (1, 8, 50)

@@ -8,7 +8,8 @@ ActionFormer release so that its checkpoints give the same outputs:
 
 Local attention is computed block-wise: queries are cut into blocks of b = 2 * (w // 2)
 steps and each block attends to its b + 2 * (w // 2) surrounding keys, so time and memory
-are linear in T (about 2x the band's work instead of T x T).
+are linear in T (about 2x the band's work instead of T x T). The score scale is applied by
+the fused kernel (``scale``) rather than to a scaled copy of q.
 """
 import math
 
@@ -25,11 +26,11 @@ def _key_bias(kv_mask):
     return torch.where(kv_mask, 0.0, PAD_KEY_BIAS).float()
 
 
-def global_attention(q, k, v, kv_mask, dropout_p=0.0):
-    """Full attention; q is pre-scaled.  q, k, v: B, nh, T, hs   kv_mask: B, T."""
+def global_attention(q, k, v, kv_mask, dropout_p=0.0, scale=1.0):
+    """Full attention, scores q.k * scale.  q, k, v: B, nh, T, hs   kv_mask: B, T."""
     bias = _key_bias(kv_mask)[:, None, None, :].to(q.dtype)  # B, 1, 1, T
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p,
-                                          scale=1.0)
+                                          scale=scale)
 
 
 def _band_bias(window_overlap, block, rel_pe, device):
@@ -51,46 +52,67 @@ def _band_bias(window_overlap, block, rel_pe, device):
     return bias
 
 
-def _windows(x, window_overlap, block, pad_value=0.0):
-    """Overlapping key windows: B, nh, T', X -> B, nh, nb, X, block + 2o (T' = nb * block)."""
-    o = window_overlap
-    x = F.pad(x, (0, 0, o, o), value=pad_value)  # pad the time axis on both sides
-    return x.unfold(2, block + 2 * o, block)
+def local_layout(x, window_overlap, keys):
+    """q, k or v (B, nh, T, hs) laid out as local attention reads it: (B, nh, (nb + 1) b, hs)
+    per head, b = 2o, nb = ceil(T / b); the T steps start at o for keys and values, at 0 for
+    queries; zeros elsewhere."""
+    T = x.shape[2]
+    block = 2 * window_overlap
+    length = (math.ceil(T / block) + 1) * block
+    lead = window_overlap if keys else 0
+    return F.pad(x, (0, 0, lead, length - T - lead))
 
 
-def local_attention(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0):
-    """Sliding-window attention; q is pre-scaled.
+def local_attention(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0, scale=1.0):
+    """Sliding-window attention, scores q.k * scale + bias.
 
     q, k, v: B, nh, T, hs   kv_mask: B, T (bool)   rel_pe: 1, 1, nh, 2o + 1 or None
     returns B, nh, T, hs
-
-    Each query block and its key window go through one fused
-    ``scaled_dot_product_attention`` call (batched over blocks), so the score and
-    probability tensors are never materialised as separate einsum / softmax / mask steps.
     """
-    B, nh, T, hs = q.shape
+    o = window_overlap
+    return local_attention_laid_out(local_layout(q, o, keys=False), local_layout(k, o, True),
+                                    local_layout(v, o, True), kv_mask, o, rel_pe, dropout_p,
+                                    scale)
+
+
+def local_attention_laid_out(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0,
+                             scale=1.0, zero_padded_queries=True):
+    """local_attention on inputs already in ``local_layout`` (callers that lay out each
+    projection as soon as it exists keep one copy of it alive, not two).
+
+    Query block j (b = 2o steps) sees the 2b keys jb - o .. jb + b + o - 1. Per head the keys
+    are laid out as o + nb b + o = (nb + 1) b steps, so on the (B, nh (nb + 1) b, hs) buffer
+    of all heads the key window of block j of head h starts at step (h (nb + 1) + j) b: the
+    windows are one strided view (unfold) of that buffer, never copied, and every block of
+    every head goes through one fused ``scaled_dot_product_attention`` call. Window j = nb of
+    each head would straddle two heads; its queries are padding, so it is left out (the
+    last one would also run past the buffer).
+
+    ``zero_padded_queries=False`` leaves the rows of padded queries as computed, for callers
+    that zero those steps themselves afterwards (saves one pass over the output).
+    """
+    B, nh, length, hs = q.shape
+    T = kv_mask.shape[1]
     o = window_overlap
     block = 2 * o
-    num_blocks = math.ceil(T / block)
-    extra = num_blocks * block - T
-    # B, nh, T', hs with T' a multiple of the block size
-    q, k, v = (F.pad(t, (0, 0, 0, extra)) if extra else t for t in (q, k, v))
-    n = B * nh * num_blocks
-    q_blocks = q.reshape(n, block, hs)
-    # key / value windows copied once into contiguous (n, b + 2o, hs) batches
-    k_win = _windows(k, o, block).transpose(-1, -2).reshape(n, block + 2 * o, hs)
-    v_win = _windows(v, o, block).transpose(-1, -2).reshape(n, block + 2 * o, hs)
+    num_blocks = length // block - 1
+    windows = nh * (num_blocks + 1) - 1
+    q_blocks = q.reshape(B, -1, block, hs)[:, :windows]
+    k_win, v_win = (t.reshape(B, nh * length, hs).unfold(1, 2 * block, block)
+                    .transpose(-1, -2) for t in (k, v))                  # B, windows, 2b, hs
 
-    # per-key bias: padded keys and keys beyond either end of the sequence
-    key_bias = F.pad(_key_bias(kv_mask), (0, extra), value=OUTSIDE_BIAS)
-    key_bias = F.pad(key_bias, (o, o), value=OUTSIDE_BIAS)
-    key_bias = key_bias.unfold(1, block + 2 * o, block)  # B, nb, b + 2o
+    # per-key bias of each head's windows: padded keys, keys beyond either end of the sequence
+    key_bias = F.pad(_key_bias(kv_mask), (o, length - T - o + block), value=OUTSIDE_BIAS)
+    key_bias = key_bias.unfold(1, 2 * block, block)                       # B, nb + 1, 2b
     bias = key_bias[:, None, :, None, :] + _band_bias(o, block, rel_pe, q.device)[None, :, None]
-    bias = bias.expand(B, nh, num_blocks, block, block + 2 * o).reshape(n, block, -1)
-    out = F.scaled_dot_product_attention(q_blocks, k_win, v_win, attn_mask=bias.to(q.dtype),
-                                         dropout_p=dropout_p, scale=1.0)  # n, b, hs
-    out = out.view(B, nh, num_blocks, block, hs)
+    bias = bias.expand(B, nh, num_blocks + 1, block, 2 * block).reshape(B, -1, block,
+                                                                        2 * block)
+    out = F.scaled_dot_product_attention(q_blocks, k_win, v_win,
+                                         attn_mask=bias[:, :windows].to(q.dtype),
+                                         dropout_p=dropout_p, scale=scale)  # B, windows, b, hs
+    # blocks 0 .. nb - 1 of head h are windows h (nb + 1) + j: a strided view, no gather
+    out = out.as_strided((B, nh, T, hs), (out.stride(0), length * hs, hs, 1))
+    if not zero_padded_queries:
+        return out
     # padded queries attend to nothing: their output is zero
-    q_valid = F.pad(kv_mask, (0, extra), value=False).reshape(B, 1, num_blocks, block, 1)
-    out = out * q_valid.to(out.dtype)
-    return out.reshape(B, nh, num_blocks * block, hs)[:, :, :T]
+    return out * kv_mask[:, None, :, None].to(out.dtype)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import global_attention, local_attention
+from .attention import global_attention, local_attention_laid_out, local_layout
 
 
 class MaskedConv1D(nn.Module):
@@ -58,12 +58,16 @@ class LayerNorm(nn.Module):
             self.register_parameter('bias', None)
 
     def forward(self, x):
-        # x: B, C, T -> normalise each step's C values (biased variance); the fused
-        # kernel on a (B, T, C) view is far faster than reductions over dim 1
-        weight = None if self.weight is None else self.weight.flatten()
-        bias = None if self.bias is None else self.bias.flatten()
-        out = F.layer_norm(x.transpose(1, 2), (self.num_channels,), weight, bias, self.eps)
-        return out.transpose(1, 2)
+        # x: B, C, T -> normalise each step's C values (biased variance). Reductions over
+        # dim 1 read (B, C, T) as it lies; a fused layer_norm would need a (B, T, C) copy
+        # in and out, and transposed copies cost several times the normalisation itself.
+        centred = x - x.mean(dim=1, keepdim=True)
+        inv_std = torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + self.eps)
+        if torch.is_grad_enabled():
+            out = centred * inv_std  # autograd keeps `centred`: no in-place update
+            return out if self.weight is None else out * self.weight + self.bias
+        out = centred.mul_(inv_std)
+        return out if self.weight is None else out.mul_(self.weight).add_(self.bias)
 
 
 class Scale(nn.Module):
@@ -159,16 +163,21 @@ class MaskedMHCA(nn.Module):
     def forward(self, x, mask):
         # x: B, C, T   mask: B, 1, T  ->  B, C, T / stride and its mask
         q, out_mask = self._project('query', x, mask)
-        k, _ = self._project('key', x, mask)
-        v, _ = self._project('value', x, mask)
         kv_mask = out_mask[:, 0, :]  # B, T'
-        q = q * self.scale
         dropout_p = self.attn_pdrop if self.training else 0.0
-        if self.window_overlap > 0:
-            out = local_attention(q, k, v, kv_mask, self.window_overlap, self.rel_pe,
-                                  dropout_p=dropout_p)
+        o = self.window_overlap
+        if o > 0:
+            # each projection is laid out for the kernel as soon as it exists, so that its
+            # (B, C, T) original is freed before the next one is computed
+            q = local_layout(q, o, keys=False)
+            k = local_layout(self._project('key', x, mask)[0], o, keys=True)
+            v = local_layout(self._project('value', x, mask)[0], o, keys=True)
+            # padded steps are zeroed after the output projection below
+            out = local_attention_laid_out(q, k, v, kv_mask, o, self.rel_pe, dropout_p,
+                                           self.scale, zero_padded_queries=False)
         else:
-            out = global_attention(q, k, v, kv_mask, dropout_p=dropout_p)
+            k, v = self._project('key', x, mask)[0], self._project('value', x, mask)[0]
+            out = global_attention(q, k, v, kv_mask, dropout_p, self.scale)
         B, nh, T, hs = out.shape
         out = out.transpose(2, 3).reshape(B, nh * hs, T)
         out = self.proj_drop(self.proj(out)) * out_mask.to(out.dtype)
@@ -203,12 +212,19 @@ class TransformerBlock(nn.Module):
             self.drop_path_attn = nn.Identity()
             self.drop_path_mlp = nn.Identity()
 
+    def _feed_forward(self, x):
+        # x: B, C, T -> B, C, T through mlp = (conv, GELU, dropout, conv, dropout)
+        hidden = self.mlp[0](x)  # B, 4C, T: the largest activation of the encoder
+        # in place when nothing needs the pre-activation for a backward pass
+        hidden = F.gelu(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
+        return self.mlp[4](self.mlp[3](self.mlp[2](hidden)))
+
     def forward(self, x, mask):
         # x: B, C, T   mask: B, 1, T  ->  B, C, T / stride and its mask
         out, out_mask = self.attn(self.ln1(x), mask)
         valid = out_mask.to(out.dtype)
         out = self.pool_skip(x) * valid + self.drop_path_attn(out)
-        out = out + self.drop_path_mlp(self.mlp(self.ln2(out)) * valid)
+        out = out + self.drop_path_mlp(self._feed_forward(self.ln2(out)) * valid)
         return out, out_mask
 
 
