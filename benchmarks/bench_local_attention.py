@@ -18,7 +18,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from official_local_attention import release_local_attention  # noqa: E402
+from release_actionformer import release_local_attention  # noqa: E402
 
 HEADS, HEAD_DIM, HALF = 4, 128, 9
 
