@@ -383,3 +383,31 @@ def test_shipped_extraction_configs_pass_the_strict_checks(path):
     from vedatad.engine.extract import read_config
     data, backbone, bank, ext = read_config(Config.fromfile(str(path)))
     assert data['crop_size'] and bank['path'] and backbone['type'] == 'VideoSwin'
+
+
+def test_exported_file_is_streamed_and_a_full_disk_keeps_the_previous_file(tmp_path,
+                                                                           monkeypatch):
+    """Segments are written into a temporary file at their rows (any order), renamed at the
+    end; a failed write names the file, says the disk is full, and leaves the earlier
+    export of that video as it was."""
+    import errno
+    import vedatad.engine.extract as extract
+    writer = extract.FeatureFileWriter(tmp_path, feat_dim=3)
+    rows = np.arange(15, dtype=np.float32).reshape(5, 3)
+    writer.write('v', 5, 4, np.concatenate([rows[4:], rows[:1] * 0 - 1]))  # padded past the end
+    writer.write('v', 5, 0, rows[:4])
+    assert not (tmp_path / 'v.npy').exists()
+    writer.finish('v')
+    assert np.array_equal(np.load(tmp_path / 'v.npy'), rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['v.npy']
+
+    def full(fd, data, offset=None):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(extract, 'write_all', full)
+    with pytest.raises(OSError, match=r'v\.npy: not written \(No space left on device\) '
+                                      r'\(disk full'):
+        writer.write('v', 5, 0, rows * 2)
+    writer.discard('v')  # what the extractor does with a failed video
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['v.npy']
+    assert np.array_equal(np.load(tmp_path / 'v.npy'), rows)

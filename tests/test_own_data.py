@@ -132,7 +132,8 @@ def test_example_a_own_features_check_train_test(tmp_path, env, monkeypatch, cap
     status, printed = run_here('infer.py', [
         config, work / 'latest.pth.tar', *[data / 'features' / f'{v}.npy' for v in val_ids],
         data / 'annotations.json', '--out', work / 'inferred.json', '--no-progress'], capsys)
-    assert status == 1 and re.search(r'refused .*annotations\.json: not a \.npy file', printed)
+    assert status == 1 and re.search(
+        r'refused .*annotations\.json: not one of the \.npy feature files or videos', printed)
     inferred = json.loads((work / 'inferred.json').read_text())['results']
     assert sorted(inferred) == val_ids
     for vid in val_ids:

@@ -1,12 +1,14 @@
 """Every fixture video is read (or refused with an error naming it) by the readers."""
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
 from vedatad.data.ffmpeg import extract_frames, probe_video
-from vedatad.data.video_readers import (DecordReader, FFmpegReader, FrameFolderReader,
-                                        ResampledReader, VideoReadError, open_video)
+from vedatad.data.video_readers import (SEEK_MARGIN, DecordReader, FFmpegReader,
+                                        FrameFolderReader, ResampledReader, VideoReadError,
+                                        open_video)
 
 # name: (frames, average fps, displayed height, width, reader chosen by open_video)
 FIXTURES = {
@@ -128,3 +130,99 @@ def test_unknown_backend_and_empty_read(video_fixture_dir, tmp_path):
     reader = open_video(video_fixture_dir / 'mmaction2_part0_30fps_1s.mp4', backend='ffmpeg')
     assert reader.read([]).shape == (0, 256, 340, 3)
     shutil.rmtree(empty)
+
+
+# ----- the ffmpeg reader seeks, and returns the frames of a decode from the start ----------
+def full_decode(path, indices):
+    """Frames ``indices`` of a plain decode of the whole file (the reference)."""
+    from vedatad.data.ffmpeg import find_ffmpeg
+    info = probe_video(path)
+    size = info.height * info.width * 3
+    cmd = [find_ffmpeg(), '-nostdin', '-loglevel', 'error', '-i', str(path), '-map', '0:V:0',
+           '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']
+    wanted, kept = set(indices), {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE) as proc:
+        for i in range(max(indices) + 1):
+            buf = proc.stdout.read(size)
+            if i in wanted:
+                kept[i] = np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)
+        proc.kill()
+    return np.stack([kept[i] for i in indices])
+
+
+def windows(reader):
+    """Windows in the middle, at the end, and just past where reads start to seek."""
+    n, late = reader.num_frames, int(2 * SEEK_MARGIN * reader.fps) + 1
+    return [range(n // 2, min(n, n // 2 + 9)), range(max(0, n - 6), n),
+            range(min(late, n - 1), min(late + 3, n)), [n - 1, n // 2, n - 3]]
+
+
+@pytest.mark.parametrize('name', sorted(FIXTURES))
+def test_ffmpeg_windows_equal_a_full_decode_on_every_fixture(video_fixture_dir, name):
+    path = video_fixture_dir / name
+    reader = FFmpegReader(path)
+    for window in windows(reader):
+        assert np.array_equal(reader.read(list(window)), full_decode(path, list(window))), \
+            (name, window, reader.no_seek_reason)
+    if name == 'mmaction2_test_xvid_mp3.avi':  # no pts: decoded from the start, and says why
+        assert reader.no_seek_reason == 'packets without presentation timestamps'
+    else:
+        assert reader.no_seek_reason is None
+
+
+@pytest.fixture(scope='module')
+def long_videos(tmp_path_factory):
+    """20-second videos with a keyframe every second: the synthetic dataset's mp4, and
+    containers with quirks (a start time of 3.7 s and B-frames, variable frame rate: frames
+    1/15 s apart, then gaps of 1/15 and 2/15 s, MPEG-TS starting at 1.4 s)."""
+    from vedatad.data.ffmpeg import find_ffmpeg, video_encoder
+    from vedatad.data.synthetic_videos import make_synthetic_videos
+    root = tmp_path_factory.mktemp('long videos')
+    make_synthetic_videos(root, num_videos=1, seconds=20, size=32, num_classes=1, seed=2)
+    exe = find_ffmpeg()
+    source = ['-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=15:duration=20']
+    if video_encoder(exe) == 'libx264':
+        codec = ['-c:v', 'libx264', '-preset', 'ultrafast', '-bf', '2', '-pix_fmt', 'yuv420p']
+    else:
+        codec = ['-c:v', 'mpeg4', '-bf', '2']
+    made = {
+        'start_3.7s.mp4': [*source, '-f', 'lavfi', '-i', 'sine=duration=20', *codec, '-g', '15',
+                           '-c:a', 'aac', '-output_ts_offset', '3.7'],
+        'vfr.mkv': ['-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=15:duration=20,'
+                    "setpts='PTS+if(gt(N,100),(N-100)/30/TB,0)'", *codec, '-g', '15',
+                    '-fps_mode', 'vfr'],
+        'stream.ts': [*source, *codec, '-g', '15'],
+    }
+    for name, args in made.items():
+        subprocess.run([exe, '-y', '-loglevel', 'error', *args, str(root / name)], check=True)
+    return [root / 'videos' / 'synthetic_0000.mp4', *[root / name for name in made]]
+
+
+def test_ffmpeg_seeks_and_equals_a_full_decode_on_long_videos(long_videos):
+    for path in long_videos:
+        reader = FFmpegReader(path)
+        assert reader.num_frames >= 300
+        for window in windows(reader) + [range(270, 290)]:
+            assert np.array_equal(reader.read(list(window)), full_decode(path, list(window))), \
+                (path.name, window, reader.no_seek_reason)
+        assert reader.no_seek_reason is None
+        # the seek happened: the last read decoded a keyframe interval and the window,
+        # far fewer than the 290 frames a decode from the start needs
+        assert reader.frames_decoded < 60, (path.name, reader.frames_decoded)
+
+
+def test_ffmpeg_seeking_read_that_does_not_check_out_decodes_from_the_start(long_videos,
+                                                                            monkeypatch):
+    """A seek that lands after the first requested frame (as a demuxer without an index
+    may): the frames decoded are not the expected ones, and the reader decodes from the
+    start, for this read and the later ones."""
+    import vedatad.data.video_readers as readers
+    monkeypatch.setattr(readers, 'SEEK_MARGIN', -1.0)  # seek 1 s past the first frame
+    path = long_videos[0]
+    reader = FFmpegReader(path)
+    window = list(range(200, 210))
+    assert np.array_equal(reader.read(window), full_decode(path, window))
+    assert 'decoded other frames than expected' in reader.no_seek_reason
+    assert reader.frames_decoded == 210  # from the start
+    assert np.array_equal(reader.read([250]), full_decode(path, [250]))
+    assert reader.frames_decoded == 251

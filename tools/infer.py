@@ -5,8 +5,10 @@
         [--class-names FILE_OR_LIST] [--no-ema] [--no-progress] [--cfg-options k=v ...]
 
 INPUT: video files or folders of them (TALLFormer checkpoints), or `.npy` feature files
-(T, C) or folders of them (feature-based ActionFormer checkpoints). No annotation file,
-dataset path or duration is needed; videos are read at the model's frame rate. The output is
+(T, C), videos, or folders of them (feature-based ActionFormer checkpoints: videos are
+extracted as the training features were, when vedatad extracted those; the config key
+`feature_extractor` names the extraction config otherwise). No annotation file, dataset
+path or duration is needed; videos are read at the model's frame rate. The output is
 an ActivityNet submission JSON keyed by file stem with the training class names. An input
 that cannot be used is refused in one line naming it (exit status 1), the others are
 processed. ``--class-names`` (a text file with one name per line, or a comma-separated
@@ -31,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('inputs', nargs='+', metavar='INPUT',
-                        help='video files / folders (or .npy feature files / folders)')
+                        help='video files / folders (and .npy feature files / folders)')
     parser.add_argument('--out', required=True, help='detections (ActivityNet JSON)')
     parser.add_argument('--plot', help='timeline PNG, or a folder for one PNG per video')
     parser.add_argument('--score-threshold', type=float, default=None,

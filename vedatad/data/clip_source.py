@@ -42,15 +42,17 @@ class ClipSegments(IterableDataset):
 
     durations: optional {video id: seconds} (the annotation's); with ``min_frames_fraction``
     a video that decodes to fewer than that fraction of duration x fps frames fails.
+    paths: optional {video id: file or frame folder}, instead of looking under ``root``.
     """
 
     def __init__(self, video_ids, root, crop_size, resize=None, fps=None, backend='auto',
                  video_ext=None, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
                  chunk_size=32, chunks_per_item=8, min_frames=1, durations=None,
-                 min_frames_fraction=0.0):
+                 min_frames_fraction=0.0, paths=None):
         self.video_ids = list(video_ids)
         self.root, self.backend, self.fps = root, backend, fps
-        self.paths = locate_videos(root, self.video_ids, video_ext)
+        self.paths = (dict(paths) if paths is not None
+                      else locate_videos(root, self.video_ids, video_ext))
         self.chunk_size, self.chunks_per_item = chunk_size, chunks_per_item
         self.min_frames = max(1, int(min_frames))
         self.durations = dict(durations or {})

@@ -191,6 +191,61 @@ def probe_video(path, ffmpeg=None) -> VideoInfo:
                      declared, truncated)
 
 
+@dataclass(frozen=True)
+class FrameTimes:
+    """When each frame of a video stream is shown, as stored (no start offset removed):
+    frame ``i`` (presentation order, what a decode from the start yields) is shown at
+    ``pts[i] * time_base`` seconds. ``problem`` says why frames cannot be found by their
+    timestamps in this file (None: they can)."""
+    pts: tuple
+    time_base: Fraction
+    problem: str | None = None
+
+    def seconds(self, index):
+        return self.pts[index] * self.time_base
+
+
+_PKT_KEY, _PKT_DISCARD = 0x1, 0x4  # AV_PKT_FLAG_*: framecrc prints F=0x.. unless key only
+
+
+def frame_times(path, ffmpeg=None) -> FrameTimes:
+    """The frame times of the first video stream, from its packets (``-c copy -copyts``:
+    nothing is decoded). A decode from the start outputs one frame per packet in
+    timestamp order, unless the file breaks one of the conditions checked here; then
+    ``problem`` names it."""
+    cmd = [ffmpeg or find_ffmpeg(), '-hide_banner', '-nostdin', '-copyts', '-i', str(path),
+           '-map', '0:V:0', '-c', 'copy', '-f', 'framecrc', '-']
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors='replace')
+    if proc.returncode != 0:
+        tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
+        raise FFmpegError(f'{path}: ffmpeg cannot list the packets: {tail}')
+    time_base, pts, flags = None, [], []
+    for line in proc.stdout.splitlines():
+        if line.startswith('#tb 0:'):
+            time_base = Fraction(line[6:].strip())
+        elif line.startswith('0,'):
+            fields = [f.strip() for f in line.split(',')]
+            pts.append(int(fields[2]))
+            flag = [f for f in fields[6:] if f.startswith('F=')]
+            flags.append(int(flag[0][2:], 16) if flag else _PKT_KEY)
+    return FrameTimes(tuple(sorted(pts)), time_base or Fraction(1),
+                      _timing_problem(pts, flags))
+
+
+def _timing_problem(pts, flags):
+    if not pts:
+        return 'no video packets'
+    if NOPTS in pts:  # e.g. AVI: the decoder numbers frames by packet order instead
+        return 'packets without presentation timestamps'
+    if len(set(pts)) < len(pts):
+        return 'two packets with one timestamp'
+    if not flags[0] & _PKT_KEY:  # decoders drop what comes before the first keyframe
+        return 'the stream does not start with a keyframe'
+    if any(f & _PKT_DISCARD for f in flags):  # edit lists: decoded, but never output
+        return 'packets the decoder discards (edit list)'
+    return None
+
+
 def scale_filter(size=None, short_side=None):
     """ffmpeg ``scale`` arguments for a fixed (w, h) size or a short-side resize."""
     if size is not None and short_side is not None:

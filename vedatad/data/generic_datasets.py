@@ -54,7 +54,9 @@ class GenericFeatureDataset(FeatureDataset):
         num_frames: frames seen by one feature step (its clip length). Step ``i`` is
             centred on frame ``i * feat_stride + num_frames / 2``. Both come from
             ``features_info.json`` in the feature folder when not given (features exported by
-            ``tools/data/extract_features.py --export-npy`` have one).
+            ``tools/data/extract_features.py --export-npy`` have one; its ``extraction``
+            record, kept as ``self.extraction``, lets inference extract new videos the same
+            way).
         default_fps: frame rate for videos whose annotation has no ``fps`` (the annotation's
             own ``fps`` always wins).
         max_seq_len: longest training crop in steps; the model's input length (it must fit the
@@ -98,6 +100,9 @@ class GenericFeatureDataset(FeatureDataset):
                          file_prefix=file_prefix, file_ext=file_ext)
         if self.input_dim is None:
             self.input_dim = self.measure_input_dim()
+        # how the features were computed (features exported by vedatad), for the checkpoint:
+        # inference can then compute the same features for new videos
+        self.extraction = info.get('extraction') if len(folders) == 1 else None
 
     def array_key(self, path):
         return self.npz_key if str(path).endswith('.npz') else None

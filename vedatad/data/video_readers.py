@@ -10,14 +10,16 @@ decord is imported here only; nothing else in vedatad depends on it.
 """
 import json
 import os
+import re
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import META_FILE, FFmpegError, find_ffmpeg, probe_video
+from .ffmpeg import META_FILE, FFmpegError, find_ffmpeg, frame_times, probe_video
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
@@ -126,12 +128,26 @@ class DecordReader(VideoReader):
         return frames
 
 
+SEEK_MARGIN = 1.0  # seconds: demuxers seek to a keyframe by dts, earlier than pts with B-frames
+_SHOWINFO_TB = re.compile(r'Parsed_showinfo.*config in time_base: (\d+)/(\d+)')
+_SHOWINFO_PTS = re.compile(r'Parsed_showinfo.*\bn:\s*\d+\s+pts:\s*(-?\d+)')
+
+
 class FFmpegReader(VideoReader):
     """Video file decoded by an ffmpeg pipe to raw RGB (works wherever ffmpeg does).
 
-    Each ``read`` decodes from the first frame up to the last requested one and keeps the
-    requested frames, so it is meant as a fallback, not for long videos read window by
-    window.
+    A read near the start decodes from the first frame. A later read seeks: ffmpeg jumps
+    (``-ss`` before ``-i``) to ``SEEK_MARGIN`` seconds before the first requested frame,
+    where the demuxer finds a keyframe, and ``trim`` drops every frame shown before that
+    frame, judged on the file's own timestamps (``-copyts``); so a read decodes about the
+    requested span, not the video up to it. Frame ``i`` is the frame with the i-th
+    timestamp (``frame_times``), which is what a decode from the start yields; every
+    seeking read checks the timestamps of the frames it decoded (``showinfo``) against
+    the expected ones. A file whose frames cannot be found by timestamp (no presentation
+    timestamps, as in many AVI files; repeated timestamps; edit lists), or a seeking read
+    that does not check out (a demuxer that lands after the target), is decoded from the
+    start instead, for that read and all later ones: slower, never other frames.
+    Memory holds the requested frames only.
     """
 
     def __init__(self, path, ffmpeg=None):
@@ -143,6 +159,9 @@ class FFmpegReader(VideoReader):
             raise VideoReadError(str(err)) from err
         self.num_frames = self.info.num_frames
         self.fps = self.info.fps
+        self._times = None       # FrameTimes, listed at the first read that would seek
+        self.no_seek_reason = None  # why this file is always decoded from the start
+        self.frames_decoded = 0  # frames ffmpeg decoded for the last read (seek or not)
 
     @property
     def height(self):
@@ -153,30 +172,109 @@ class FFmpegReader(VideoReader):
         return self.info.width
 
     def _read_sorted(self, indices):
+        late = indices[0] > 0 and indices[0] / self.fps >= 2 * SEEK_MARGIN
+        if late and self._can_seek():
+            frames = self._read_seeking(indices)
+            if frames is not None:
+                return frames
+        return self._read_from_start(indices)
+
+    def _can_seek(self):
+        """Whether frames can be found by timestamp (the times are listed once)."""
+        if self._times is None and self.no_seek_reason is None:
+            try:
+                self._times = frame_times(self.path, self._exe)
+            except FFmpegError as err:
+                self.no_seek_reason = str(err)
+                return False
+            if self._times.problem is None and len(self._times.pts) != self.num_frames:
+                self.no_seek_reason = (f'{len(self._times.pts)} packets with timestamps '
+                                       f'for {self.num_frames} frames')
+            else:
+                self.no_seek_reason = self._times.problem
+        return self.no_seek_reason is None
+
+    def _read_from_start(self, indices):
+        """Decode frames 0 .. indices[-1] and keep the requested ones."""
         last = int(indices[-1])
+        args = ['-i', self.path, '-map', '0:V:0', '-fps_mode', 'passthrough',
+                '-frames:v', str(last + 1)]
+        frames, decoded, stderr, rc = self._run(args, set(indices.tolist()), last + 1)
+        self.frames_decoded = decoded
+        return self._checked(frames, indices, stderr, rc)
+
+    def _read_seeking(self, indices):
+        """Frames ``indices`` (sorted, unique) decoded from shortly before the first one,
+        or None when the decoded frames are not the expected ones."""
+        first, last = int(indices[0]), int(indices[-1])
+        times = self._times
+        # keep frames from half-way between frame first - 1 and frame first: no rounding of
+        # the decimal seconds below can move a frame across that line
+        start = (times.seconds(first - 1) + times.seconds(first)) / 2
+        seek = times.seconds(first) - SEEK_MARGIN
+        # -seek_timestamp: -ss is a timestamp of the file, as the listed ones (not offset by
+        # the file's start time); -noaccurate_seek: trim alone decides which frames stay
+        seek_args = (['-seek_timestamp', '1', '-noaccurate_seek', '-ss', _decimal(seek)]
+                     if seek > times.seconds(0) else [])
+        args = ['-copyts', *seek_args, '-i', self.path, '-map', '0:V:0',
+                '-vf', f'showinfo=checksum=0,trim=start={_decimal(start)}',
+                '-fps_mode', 'passthrough', '-frames:v', str(last - first + 1)]
+        wanted = {int(i) - first for i in indices}
+        frames, _, stderr, rc = self._run(args, wanted, last - first + 1, log_frames=True)
+        shown = _showinfo_times(stderr)
+        self.frames_decoded = len(shown)
+        expected = [times.seconds(i) for i in range(first, last + 1)]
+        if [t for t in shown if t >= start][:len(expected)] != expected:
+            self.no_seek_reason = (f'a seeking read of frames {first}..{last} decoded other '
+                                   'frames than expected')
+            return None
+        return self._checked(frames, indices, stderr, rc)
+
+    def _run(self, input_args, wanted, count, log_frames=False):
+        """Run ffmpeg (``input_args`` up to the output options), read ``count`` raw RGB frames
+        and keep those at positions ``wanted`` -> (frames, frames read, stderr, rc)."""
         frame_bytes = self.height * self.width * 3
-        cmd = [self._exe, '-nostdin', '-loglevel', 'error', '-i', self.path, '-map', '0:V:0',
-               '-fps_mode', 'passthrough', '-frames:v', str(last + 1),
+        level = 'level+info' if log_frames else 'level+error'  # showinfo logs at info
+        cmd = [self._exe, '-nostdin', '-hide_banner', '-loglevel', level, *input_args,
                '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']
-        wanted = set(indices.tolist())
-        frames = []
+        frames, read = [], 0
         with tempfile.TemporaryFile() as err_file:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file)
             with proc.stdout:
-                for i in range(last + 1):
+                for position in range(count):
                     buf = proc.stdout.read(frame_bytes)
                     if len(buf) < frame_bytes:
                         break
-                    if i in wanted:
+                    read += 1
+                    if position in wanted:
                         frames.append(np.frombuffer(buf, np.uint8))
             proc.wait()
             err_file.seek(0)
-            stderr = err_file.read().decode(errors='replace').strip()
+            stderr = err_file.read().decode(errors='replace')
+        return frames, read, stderr, proc.returncode
+
+    def _checked(self, frames, indices, stderr, rc):
         if len(frames) < len(indices):
+            errors = [line for line in stderr.splitlines()
+                      if '[error]' in line or '[fatal]' in line]
             raise VideoReadError(
                 f'{self.path}: ffmpeg decoded too few frames ({len(frames)} of {len(indices)} '
-                f'requested, rc {proc.returncode}): {stderr[-300:]}')
+                f'requested, rc {rc}): {" | ".join(errors)[-300:]}')
         return np.stack(frames).reshape(len(indices), self.height, self.width, 3)
+
+
+def _showinfo_times(stderr):
+    """Seconds (exact fractions) of the frames showinfo logged, in order."""
+    tb = _SHOWINFO_TB.search(stderr)
+    if tb is None:
+        return []
+    base = Fraction(int(tb.group(1)), int(tb.group(2)))
+    return [int(m.group(1)) * base for m in _SHOWINFO_PTS.finditer(stderr)]
+
+
+def _decimal(seconds):
+    """Seconds as ffmpeg reads them (microseconds are its resolution)."""
+    return f'{float(seconds):.6f}'
 
 
 class FrameFolderReader(VideoReader):

@@ -23,7 +23,10 @@ Content (the release's keys plus ``meta``), plain types only:
       back into seconds: ``fps`` (frame rate the features were computed at; None when it
       varies per video and comes from the annotations), ``feat_stride`` (frames between two
       feature steps), ``feat_num_frames`` (frames each feature step sees), and when known
-      ``downsample_rate``, ``chunk_size``, ``frames_per_row``, ``window_size``;
+      ``downsample_rate``, ``chunk_size``, ``frames_per_row``, ``window_size``, and for
+      features exported by ``extract_features --export-npy`` ``extraction`` (backbone,
+      weights file and hash, frame rate, crop, mean/std, chunking: how to compute the same
+      features for new videos, ``vedatad.engine.extract.Extraction``);
     - ``config``: the resolved config as Python text (after ``_base_`` and ``--cfg-options``);
     - ``vedatad_version``.
 

@@ -22,6 +22,8 @@ TOP_LEVEL_KEYS = {
     'train_cfg': 'training loop settings', 'eval': 'evaluation (gt_json, subset, thresholds)',
     'work_dir': 'output folder', 'device': "None (CUDA when available) or 'cpu'",
     'cpu_threads': 'torch CPU threads', 'custom_imports': 'modules to import first',
+    'feature_extractor': 'extraction config that computed the training features (inference '
+                         'on videos with a feature-based model)',
 }
 
 

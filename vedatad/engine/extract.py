@@ -13,9 +13,16 @@ size) and refuses a job with other settings, listing every difference. Random we
 drawn from a fixed seed (``extract.init_seed``). One job writes a bank at a time
 (``BANK/.lock`` names it; the ranks of one job share it). Ctrl-C stops the job with one line
 saying what is complete; the same command resumes.
+
+``--export-npy DIR`` also writes each video's features as ``DIR/<id>.npy`` (float32, one row
+per ``frames_per_row`` frames, streamed to disk as the segments arrive) and
+``DIR/features_info.json``, which records how they were computed (``Extraction``): a
+feature-based detector trained on them can compute the same features for new videos
+(``extract_npy``, used by ``tools/infer.py``) with this module's decode and backbone code.
 """
 import hashlib
 import io
+import json
 import math
 import os
 import time
@@ -29,13 +36,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.annotations import load_annotations
-from ..data.clip_source import ClipSegments, worker_init_threads
+from ..data.clip_source import ClipSegments, locate_videos, worker_init_threads
 from ..membank import BankError, BankLock, MemoryBank, backbone_signature
 from ..membank.lock import check_shared, new_job_id
-from ..membank.settings import DEFAULT_MEAN, DEFAULT_STD, weights_name
+from ..membank.settings import (DEFAULT_MEAN, DEFAULT_STD, settings_differences,
+                                weights_name)
 from ..registry import MODELS
 from ..utils.config_keys import ConfigKeyError, check_keys, merge_section
-from ..utils.io import atomic_write_bytes, atomic_write_json
+from ..utils.io import atomic_write_json, disk_full_hint, fsync_dir, temp_name, write_all
 
 REQUIRED = object()
 TOP_LEVEL_KEYS = ('data', 'backbone', 'bank', 'extract', 'cpu_threads')
@@ -62,6 +70,7 @@ class ExtractionSummary:
     done: list = field(default_factory=list)       # videos completed by this run
     skipped: list = field(default_factory=list)    # already complete before this run
     failed: dict = field(default_factory=dict)     # video id -> error message
+    fps: dict = field(default_factory=dict)        # video id -> frame rate of its features
     frames: int = 0                                 # frames through the backbone
     seconds: float = 0.0                            # wall time of the extraction loop
     backbone_seconds: float = 0.0                   # of which in the backbone
@@ -187,6 +196,56 @@ def job_settings(data, backbone_cfg, ext, model):
                 frames_per_row=int(model.frames_per_step), feat_dim=int(model.out_channels))
 
 
+# what new videos' features need from an extraction config, besides the backbone
+RECORD_DATA_KEYS = ('fps', 'resize', 'crop_size', 'mean', 'std')
+RECORD_EXTRACT_KEYS = ('chunk_size', 'chunks_per_item', 'max_batch', 'amp', 'init_seed',
+                       'min_frames')
+
+
+class ExtractorError(ValueError):
+    """The features cannot be computed as recorded (weights missing or other settings)."""
+
+
+@dataclass
+class Extraction:
+    """How a set of features was computed, enough to compute the same features for new
+    videos: an extraction config's ``data`` (frame rate, resize, crop, mean/std),
+    ``backbone`` (its weights file as an absolute path) and ``extract`` (chunking, amp, seed
+    of random weights) sections; the ``settings`` they gave (``vedatad.membank.settings``,
+    None: unknown) and the ``source`` the features were read from ('video files' or 'frame
+    folders'). ``--export-npy`` records it in ``features_info.json``; a feature dataset of
+    that folder hands it to the checkpoint (``meta.data.extraction``)."""
+    data: dict
+    backbone: dict
+    extract: dict
+    settings: dict | None = None
+    source: str | None = None
+
+    def record(self):
+        backbone = dict(self.backbone)
+        if backbone.get('pretrained'):
+            backbone['pretrained'] = os.path.abspath(backbone['pretrained'])
+        return json.loads(json.dumps(dict(
+            source=self.source, backbone=backbone, settings=self.settings,
+            data={k: self.data[k] for k in RECORD_DATA_KEYS},
+            extract={k: self.extract[k] for k in RECORD_EXTRACT_KEYS})))
+
+    @classmethod
+    def from_record(cls, record):
+        """From ``record()``'s dict; its sections are checked like a config's."""
+        data = merge_section('extraction.data', DATA_DEFAULTS, record['data'])
+        data.update(root=None, ann_file=None)  # new videos come from elsewhere
+        return cls(data, dict(record['backbone']),
+                   merge_section('extraction.extract', EXTRACT_DEFAULTS, record['extract']),
+                   record.get('settings'), record.get('source'))
+
+    @classmethod
+    def from_config(cls, cfg):
+        """From an extraction config (checked as ``read_config`` does)."""
+        data, backbone, _, ext = read_config(cfg)
+        return cls(data, backbone, ext)
+
+
 def open_or_create_bank(bank_cfg, model, backbone_cfg, chunk_size, settings, creation_cfg):
     """Create the bank if needed and open it; a bank with other settings is refused."""
     path = Path(bank_cfg['path'])
@@ -205,14 +264,73 @@ def open_or_create_bank(bank_cfg, model, backbone_cfg, chunk_size, settings, cre
 
 
 # ----- the extraction loop ---------------------------------------------------------------
+class FeatureFileWriter:
+    """Exported features: ``folder/<video id>.npy``, float32 (rows, C), one row per
+    ``frames_per_row`` frames. Each video's rows are written into a temporary file next to
+    it as its segments arrive (memory never holds a whole video's features; a full disk is
+    an ``OSError`` naming the file, as plain writes report it), and the file is renamed into
+    place after the last segment: an ``<id>.npy`` is always complete."""
+
+    def __init__(self, folder, feat_dim, durable=True):
+        self.folder, self.feat_dim, self.durable = Path(folder), int(feat_dim), durable
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._open = {}  # video id -> (temporary path, fd, header bytes, rows)
+
+    def write(self, vid, num_rows, first_row, feats):
+        """Rows ``first_row ...`` of a video with ``num_rows`` rows; rows past the video's
+        end (features of the zero frames that pad its last chunk) are dropped."""
+        try:
+            if vid not in self._open:
+                self._create(vid, int(num_rows))
+            _, fd, header, rows = self._open[vid]
+            keep = np.ascontiguousarray(feats[:max(0, rows - first_row)], dtype='<f4')
+            write_all(fd, keep.tobytes(), header + first_row * self.feat_dim * 4)
+        except OSError as err:
+            raise OSError(err.errno, f'{self.folder / vid}.npy: not written ({err.strerror})'
+                                     f'{disk_full_hint(err)}') from err
+
+    def _create(self, vid, rows):
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, dict(
+            descr='<f4', fortran_order=False, shape=(rows, self.feat_dim)))  # as np.save
+        tmp = temp_name(self.folder / f'{vid}.npy')
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        self._open[vid] = tmp, fd, len(header.getvalue()), rows
+        write_all(fd, header.getvalue())
+
+    def finish(self, vid):
+        tmp, fd, _, _ = self._open.pop(vid)
+        try:
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.folder / f'{vid}.npy')
+        if self.durable:
+            fsync_dir(self.folder)
+
+    def discard(self, vid):
+        if vid in self._open:
+            tmp, fd, _, _ = self._open.pop(vid)
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+
+    def discard_all(self):
+        for vid in list(self._open):
+            self.discard(vid)
+
+
 class _Extractor:
-    def __init__(self, model, bank, device, chunk_size, max_batch, amp, export_dir,
-                 summary):
+    """Segments in, features out: into the bank (whole chunks; ``bank`` None: no bank)
+    and/or exported ``.npy`` files (``export``: a FeatureFileWriter or None)."""
+
+    def __init__(self, model, bank, device, chunk_size, max_batch, amp, export, summary):
         self.model, self.bank, self.device = model, bank, device
         self.chunk_size, self.max_batch, self.amp = chunk_size, max_batch, amp
-        self.export_dir = Path(export_dir) if export_dir else None
+        self.frames_per_row = int(model.frames_per_step)
+        self.export = export
         self.summary = summary
-        self.progress = {}  # video id -> {'done': items, 'parts': [(first_chunk, feats)]}
+        self.progress = {}  # video id -> segments done
 
     @torch.no_grad()
     def features(self, imgs):
@@ -233,50 +351,93 @@ class _Extractor:
         if vid in self.summary.failed:
             return False
         if item['error']:
-            self.summary.failed[vid] = item['error']
-            self.progress.pop(vid, None)
+            self._fail(vid, item['error'])
             return True
         try:
             return self._store(vid, item)
         except (BankError, RuntimeError, ValueError, OSError) as err:
-            self.summary.failed[vid] = f'{type(err).__name__}: {err}'
-            self.progress.pop(vid, None)
+            self._fail(vid, f'{type(err).__name__}: {err}')
             return True
 
+    def _fail(self, vid, message):
+        self.summary.failed[vid] = message
+        self.progress.pop(vid, None)
+        if self.export is not None:
+            self.export.discard(vid)
+
     def _store(self, vid, item):
-        state = self.progress.setdefault(vid, dict(done=0, parts=[]))
-        self.bank.add_video(vid, item['num_frames'])  # no-op after the first segment
-        feats = self.features(item['imgs'])
-        n_chunks = feats.shape[0] // self.bank.rows_per_chunk
+        if self.bank is not None:
+            self.bank.add_video(vid, item['num_frames'])  # no-op after the first segment
+        feats = self.features(item['imgs'])  # rows, C
+        rows_per_chunk = self.chunk_size // self.frames_per_row
         first = item['first_chunk']
-        self.bank.write_chunks(vid, list(range(first, first + n_chunks)), feats, step=-1)
-        if self.export_dir is not None:
-            state['parts'].append((first, feats))
-        state['done'] += 1
-        if state['done'] < item['num_items']:
+        if self.bank is not None:
+            n_chunks = feats.shape[0] // rows_per_chunk
+            self.bank.write_chunks(vid, list(range(first, first + n_chunks)), feats, step=-1)
+        if self.export is not None:
+            num_rows = math.ceil(item['num_frames'] / self.frames_per_row)
+            self.export.write(vid, num_rows, first * rows_per_chunk, feats)
+        self.progress[vid] = self.progress.get(vid, 0) + 1
+        if self.progress[vid] < item['num_items']:
             return False
-        self.bank.mark_complete(vid)
-        if self.export_dir is not None:
-            self._export(vid, state['parts'])
-        self.progress.pop(vid)
+        if self.bank is not None:
+            self.bank.mark_complete(vid)
+        if self.export is not None:
+            self.export.finish(vid)
+        del self.progress[vid]
         self.summary.done.append(vid)
+        self.summary.fps[vid] = float(item['fps'])
         return True
 
-    def _export(self, vid, parts):
-        """ActionFormer-style features: float32 (rows, C), one row per frames_per_row frames."""
-        parts.sort(key=lambda p: p[0])
-        feats = np.concatenate([p[1] for p in parts])[:self.bank.num_rows(vid)]
-        buf = io.BytesIO()
-        np.save(buf, feats.astype(np.float32))
-        atomic_write_bytes(self.export_dir / f'{vid}.npy', buf.getvalue())
+
+def _clip_segments(video_ids, data, ext, min_frames, durations=None, paths=None):
+    """The decoded, cropped, normalised segments of ``video_ids`` (under ``data['root']``,
+    or at ``paths``) as ``data`` and ``ext`` (an extraction config's sections) say."""
+    return ClipSegments(video_ids, data['root'], data['crop_size'], resize=data['resize'],
+                        fps=data['fps'], backend=data['backend'], video_ext=data['video_ext'],
+                        mean=data['mean'], std=data['std'], chunk_size=ext['chunk_size'],
+                        chunks_per_item=ext['chunks_per_item'], min_frames=min_frames,
+                        durations=durations, min_frames_fraction=ext['min_frames_fraction'],
+                        paths=paths)
 
 
-def _export_info(export_dir, bank, fps):
-    """What the feature-based detector config needs to know about the exported features."""
+def _decoded(source, workers, prefetch_factor, device):
+    """Segments decoded in ``workers`` processes (0: here) while the backbone runs here."""
+    return iter(DataLoader(source, batch_size=None, num_workers=workers,
+                           worker_init_fn=worker_init_threads if workers else None,
+                           prefetch_factor=prefetch_factor if workers else None,
+                           pin_memory=device.type == 'cuda'))
+
+
+def _feed(batches, extractor, bar):
+    """Every decoded segment through the extractor; one progress step per video."""
+    start = time.perf_counter()
+    summary = extractor.summary
+    for item in batches:
+        if extractor.handle(item):
+            bar.update(1)
+            bar.set_postfix(fps=f'{summary.frames / (time.perf_counter() - start):.1f}',
+                            failed=len(summary.failed))
+    summary.seconds = time.perf_counter() - start
+    for vid in extractor.progress:  # segments lost (should not happen): report, not hide
+        summary.failed.setdefault(vid, 'incomplete: not every segment was processed')
+
+
+def _source_kind(data, video_ids):
+    """'video files' or 'frame folders' (or 'mixed'): what the features are computed from."""
+    paths = locate_videos(data['root'], video_ids, data['video_ext']).values()
+    kinds = {'frame folders' if Path(p).is_dir() else 'video files' for p in paths if p}
+    return kinds.pop() if len(kinds) == 1 else 'mixed' if kinds else None
+
+
+def _export_info(export_dir, bank, data, backbone_cfg, ext, settings, source):
+    """What the feature-based detector needs to know about the exported features, and how
+    to compute them again for new videos (``extraction``, see ``Extraction``)."""
     atomic_write_json(Path(export_dir) / 'features_info.json', dict(
         feat_dim=bank.feat_dim, feat_stride=bank.frames_per_row,
-        feat_num_frames=bank.frames_per_row, fps=fps, backbone=bank.backbone,
-        layout='(T, C) float32, row i = frames [i * feat_stride, (i + 1) * feat_stride)'),
+        feat_num_frames=bank.frames_per_row, fps=data['fps'], backbone=bank.backbone,
+        layout='(T, C) float32, row i = frames [i * feat_stride, (i + 1) * feat_stride)',
+        extraction=Extraction(data, backbone_cfg, ext, settings, source).record()),
         indent=2)
 
 
@@ -328,57 +489,44 @@ def extract_features(cfg, export_npy=None, progress=True):
     lock, bank = _lock_and_open(bank_cfg, model, backbone_cfg, settings, creation, rank,
                                 world)
     try:
-        return _run(cfg, data, ext, bank, model, device, export_npy, progress, rank, world)
+        return _run((data, backbone_cfg, ext, settings), bank, model, device, export_npy,
+                    progress, rank, world)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run(cfg, data, ext, bank, model, device, export_npy, progress, rank, world):
-    chunk_size = ext['chunk_size']
-    if export_npy and rank == 0:
-        _export_info(export_npy, bank, data['fps'])
+def _run(job, bank, model, device, export_npy, progress, rank, world):
+    data, backbone_cfg, ext, settings = job
     videos = list_videos(data['ann_file'], data['subset'])
+    if export_npy and rank == 0:
+        _export_info(export_npy, bank, data, backbone_cfg, ext, settings,
+                     _source_kind(data, list(videos)))
     mine = list(videos)[rank::world]
     summary = ExtractionSummary()
     todo = [v for v in mine if not bank.is_complete(v)]
     summary.skipped = [v for v in mine if v not in todo]
     min_frames = ext['min_frames'] or model.frames_per_step
-    source = ClipSegments(todo, data['root'], data['crop_size'], resize=data['resize'],
-                          fps=data['fps'], backend=data['backend'],
-                          video_ext=data['video_ext'], mean=data['mean'], std=data['std'],
-                          chunk_size=chunk_size, chunks_per_item=ext['chunks_per_item'],
-                          min_frames=min_frames, durations=videos,
-                          min_frames_fraction=ext['min_frames_fraction'])
-    workers = ext['num_workers']
-    loader = DataLoader(source, batch_size=None, num_workers=workers,
-                        worker_init_fn=worker_init_threads if workers else None,
-                        prefetch_factor=ext['prefetch_factor'] if workers else None,
-                        pin_memory=device.type == 'cuda')
-    extractor = _Extractor(model, bank, device, chunk_size, ext['max_batch'], ext['amp'],
-                           export_npy, summary)
+    source = _clip_segments(todo, data, ext, min_frames, durations=videos)
+    export = FeatureFileWriter(export_npy, model.out_channels) if export_npy else None
+    extractor = _Extractor(model, bank, device, ext['chunk_size'], ext['max_batch'],
+                           ext['amp'], export, summary)
     bar = tqdm(total=len(todo), desc=f'extract[{rank}]', unit='video',
                disable=not progress or rank != 0 and world > 1)
-    start = time.perf_counter()
-    batches = iter(loader)
+    batches = _decoded(source, ext['num_workers'], ext['prefetch_factor'], device)
     try:
-        for item in batches:
-            if extractor.handle(item):
-                bar.update(1)
-                bar.set_postfix(fps=f'{summary.frames / (time.perf_counter() - start):.1f}',
-                                failed=len(summary.failed))
+        _feed(batches, extractor, bar)
     except KeyboardInterrupt:
         bar.close()
         del batches  # stops the decode workers
+        if export is not None:
+            export.discard_all()
         complete = sum(bank.is_complete(v) for v in mine)
         raise ExtractionInterrupted(
             f'interrupted: {complete} of {len(mine)} videos{_of_rank(rank, world)} are '
             f'complete in {bank.path} ({len(summary.done)} by this run); run the same '
             'command again to resume') from None
-    summary.seconds = time.perf_counter() - start
     bar.close()
-    for vid in extractor.progress:  # segments lost (should not happen): report, not hide
-        summary.failed.setdefault(vid, 'incomplete: not every segment was processed')
     all_failed = {}
     for part in _gather(summary.failed, world):
         all_failed.update(part)
@@ -389,6 +537,53 @@ def _run(cfg, data, ext, bank, model, device, export_npy, progress, rank, world)
 
 def _of_rank(rank, world):
     return f' of rank {rank}' if world > 1 else ''
+
+
+def _recorded_backbone(extraction, device):
+    """The extraction's backbone in eval mode; ExtractorError when its weights file is
+    missing or it gives other settings (e.g. weights hash) than the recorded ones."""
+    weights = extraction.backbone.get('pretrained')
+    if weights and not os.path.isfile(weights):
+        raise ExtractorError(f'{weights}: weights of the feature extractor not found')
+    model = build_backbone_for_extraction(extraction.backbone, device,
+                                          extraction.extract['init_seed'])
+    settings = job_settings(extraction.data, extraction.backbone, extraction.extract, model)
+    diffs = settings_differences(extraction.settings, settings)
+    if diffs:
+        raise ExtractorError('the feature extractor would compute other features than the '
+                             'recorded ones: ' + '; '.join(
+                                 f'{key}: recorded {was!r} vs now {now!r}'
+                                 for key, was, now in diffs))
+    return model
+
+
+def extract_npy(extraction, videos, out_dir, device='auto', progress=True, num_workers=1):
+    """Features of new videos ({video id: file}) computed as ``extraction`` says:
+    the same decoding, crop, normalisation, backbone, weights and chunking as the extraction
+    job (the same code, without a bank), written as ``--export-npy`` writes them
+    (``out_dir/<id>.npy``). Videos are decoded segment by segment in ``num_workers``
+    processes, so memory holds a few segments whatever the video length.
+
+    Raises ExtractorError before any video when the weights file is missing or the backbone
+    gives other settings than the recorded ones (e.g. another weights file). Returns an
+    ExtractionSummary: ``done``, ``failed`` (video id -> reason), ``fps`` (per video).
+    """
+    device = _device(device, 0)
+    model = _recorded_backbone(extraction, device)
+    ext = extraction.extract
+    summary = ExtractionSummary()
+    source = _clip_segments(list(videos), extraction.data, ext,
+                            ext['min_frames'] or model.frames_per_step, paths=videos)
+    export = FeatureFileWriter(out_dir, model.out_channels, durable=False)  # scratch files
+    extractor = _Extractor(model, None, device, ext['chunk_size'], ext['max_batch'],
+                           ext['amp'], export, summary)
+    with tqdm(total=len(videos), desc='extract', unit='video', disable=not progress) as bar:
+        try:
+            _feed(_decoded(source, num_workers, ext['prefetch_factor'], device), extractor,
+                  bar)
+        finally:
+            export.discard_all()
+    return summary
 
 
 def format_summary(summary, rank=0):

@@ -8,8 +8,16 @@ needs (class names, the model's frame rate, feature stride) comes from the check
 ``meta`` (vedatad checkpoints), else from the config and ``class_names``.
 
 Inputs: video files (any container the readers open) or folders of them; for feature-based
-checkpoints ``.npy`` files (T, C) or folders of them. An input that cannot be used is refused
-in one line naming it, and the others are still processed.
+checkpoints ``.npy`` files (T, C), videos, or folders of them. A feature-based checkpoint
+trained on features that vedatad extracted (``extract_features --export-npy``) records how
+(``meta.data.extraction``): its videos are extracted the same way (``extract.extract_npy``,
+the extraction job's own code) into the temporary folder, and then take the ``.npy`` path,
+so a video gets the detections of its exported ``.npy``. ``.npy`` files and videos may be
+mixed. The top-level config key ``feature_extractor`` (an extraction config) names the
+extractor for checkpoints that record none, or other weights paths for the recorded one
+(checked: the same settings and weights hash). Without either, videos are refused (external
+features such as I3D cannot be computed here). An input that cannot be used is refused in
+one line naming it, and the others are still processed.
 """
 import json
 import os
@@ -47,9 +55,19 @@ def is_video_model(cfg):
     return 'backbone' in cfg.model and 'detector' in cfg.model
 
 
-def collect_inputs(inputs, exts):
+def input_kinds(video_model):
+    """(what a checkpoint reads, in words; the file extensions it takes)."""
+    from ..data.video_dataset import VIDEO_EXTS
+    if video_model:
+        return 'videos', VIDEO_EXTS
+    return '.npy feature files or videos', FEATURE_EXTS + VIDEO_EXTS
+
+
+def collect_inputs(inputs, kinds):
     """Files named or inside the named folders (sorted, not recursive), in order; and
-    {path: reason} for inputs that do not exist or have another type."""
+    {path: reason} for inputs that do not exist or have another type. ``kinds``: as
+    ``input_kinds`` gives."""
+    what, exts = kinds
     files, refused = [], {}
     for item in inputs:
         item = os.path.abspath(os.path.expanduser(str(item)))
@@ -58,13 +76,12 @@ def collect_inputs(inputs, exts):
                            if os.path.splitext(n)[1].lower() in exts
                            and os.path.isfile(os.path.join(item, n)))
             if not found:
-                refused[item] = f'a folder without {"/".join(exts)} files'
+                refused[item] = f'a folder without {what}'
             files += found
         elif not os.path.exists(item):
             refused[item] = 'no such file or folder'
         elif os.path.splitext(item)[1].lower() not in exts:
-            refused[item] = (f'not a {"/".join(exts)} file (this checkpoint reads '
-                             f'{"videos" if ".mp4" in exts else "feature files"})')
+            refused[item] = f'not one of the {what} this checkpoint reads ({"/".join(exts)})'
         else:
             files.append(item)
     return files, refused
@@ -142,25 +159,29 @@ def _video_dataset_cfg(cfg, ids, facts, names, tmp, refused):
     return ds, {v: entry['duration'] for v, entry in database.items()}
 
 
-def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused):
+def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused, fps_of=None):
+    """``fps_of``: {video id: frame rate} of features whose rate is known per video (those
+    extracted here), else the checkpoint's rate."""
     val = cfg.val_dataset
     rate = int(val.get('downsample_rate') or 1)
     stride = facts.get('feat_stride') or (val.get('feat_stride') or 0) * rate
     num_frames = facts.get('feat_num_frames') or val.get('num_frames')
     fps = facts.get('fps') or val.get('default_fps')
-    if not (stride and num_frames and fps):
+    fps_of = {vid: (fps_of or {}).get(vid) or fps for vid in ids}
+    if not (stride and num_frames and all(fps_of.values())):
         raise InferenceError('feature stride, frames per step and frame rate are unknown: the '
                              'checkpoint does not record them; set val_dataset.feat_stride, '
                              '.num_frames and .default_fps with --cfg-options')
     database, good = {}, {}
     for vid, path in ids.items():
         try:
-            duration = measure_features(path, stride, num_frames, fps)
+            duration = measure_features(path, stride, num_frames, fps_of[vid])
         except ValueError as err:
             refused[path] = str(err)
             continue
         good[vid] = path
-        database[vid] = dict(subset=SUBSET, duration=duration, fps=fps, annotations=[])
+        database[vid] = dict(subset=SUBSET, duration=duration, fps=fps_of[vid],
+                             annotations=[])
     if good:
         # feature datasets number classes from the file's labels: one record outside the
         # inference split names the checkpoint's classes with their ids
@@ -174,6 +195,73 @@ def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused):
               num_classes=len(names), file_prefix=None, file_ext='.npy')
     ds.pop('ext_score_file', None)
     return ds, {v: database[v]['duration'] for v in good}
+
+
+NO_EXTRACTOR = ('a video, but the features this checkpoint was trained on were not extracted '
+                'by vedatad (no extraction record): pass its .npy features instead, or name '
+                'the extraction config that made them (--cfg-options feature_extractor=CONFIG)')
+FROM_FRAME_FOLDERS = ('a video, but the training features were extracted from frame folders, '
+                      'whose frame extraction (size, JPEG coding) a video cannot repeat '
+                      'exactly: extract its frames and features the same way '
+                      '(extract_frames.py, extract_features.py --export-npy) and pass the .npy')
+
+
+def feature_extractor(cfg, facts):
+    """(Extraction that computes the checkpoint's features from a video, None) or (None,
+    why no video can be used). The config's ``feature_extractor`` (an extraction config)
+    wins over the checkpoint's record, and must give the recorded settings."""
+    from .extract import Extraction
+    record = facts.get('extraction')
+    try:
+        recorded = Extraction.from_record(record) if record else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise InferenceError(f"the checkpoint's meta.data.extraction is unreadable ({err!r}); "
+                             'videos cannot be extracted as its features were: pass .npy '
+                             'features instead') from None
+    named = cfg.get('feature_extractor')
+    if named:
+        from .config_loader import load_config
+        try:
+            extraction = Extraction.from_config(load_config(named))
+        except (OSError, ValueError) as err:  # missing file, bad keys
+            raise InferenceError(f'feature_extractor={named}: {err}') from None
+        if recorded is not None:
+            extraction.settings, extraction.source = recorded.settings, recorded.source
+        return extraction, None
+    if recorded is None:
+        return None, NO_EXTRACTOR
+    if recorded.source not in (None, 'video files'):
+        return None, FROM_FRAME_FOLDERS
+    return recorded, None
+
+
+def _features_of_inputs(cfg, facts, ids, tmp, refused, device, progress):
+    """Feature files for the inputs ({video id: .npy or video file}): the videos' features
+    are extracted into ``tmp`` as the training features were made. Returns ({video id:
+    .npy file}, {video id: frame rate of its extracted features}); videos that cannot be
+    used go to ``refused``."""
+    videos = {v: p for v, p in ids.items() if not p.lower().endswith(FEATURE_EXTS)}
+    features = {v: p for v, p in ids.items() if v not in videos}
+    if not videos:
+        return features, {}
+    extraction, reason = feature_extractor(cfg, facts)
+    if extraction is None:
+        refused.update({path: reason for path in videos.values()})
+        return features, {}
+    from .extract import ExtractorError, extract_npy
+    out = os.path.join(tmp, 'extracted')
+    try:
+        summary = extract_npy(extraction, videos, out, device, progress)
+    except ExtractorError as err:
+        named = cfg.get('feature_extractor')
+        raise InferenceError(f'feature_extractor={named}: {err}' if named else
+                             f'{err}; give the weights the training features were made with, '
+                             'there or in an extraction config: --cfg-options '
+                             'feature_extractor=CONFIG') from None
+    for vid, why in summary.failed.items():
+        refused[videos[vid]] = why
+    features.update({vid: os.path.join(out, f'{vid}.npy') for vid in summary.done})
+    return {v: features[v] for v in ids if v in features}, summary.fps  # in input order
 
 
 TRAINED_SECTIONS = ('model', 'val_dataset', 'val_dataloader')
@@ -214,8 +302,7 @@ def infer(cfg, checkpoint_path, inputs, score_threshold=None, class_names=None,
     cfg = adopt_trained_config(cfg, checkpoint, options)
     names, facts = inference_facts(checkpoint, cfg, class_names)
     video = is_video_model(cfg)
-    from ..data.video_dataset import VIDEO_EXTS
-    files, refused = collect_inputs(inputs, VIDEO_EXTS if video else FEATURE_EXTS)
+    files, refused = collect_inputs(inputs, input_kinds(video))
     ids = unique_ids(files, refused)
     report = InferenceReport(refused=refused)
     info = dist_utils.init_distributed(cfg.get('device'))
@@ -225,7 +312,10 @@ def infer(cfg, checkpoint_path, inputs, score_threshold=None, class_names=None,
         if video:
             ds_cfg, durations = _video_dataset_cfg(cfg, ids, facts, names, tmp, refused)
         else:
-            ds_cfg, durations = _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused)
+            ids, fps_of = _features_of_inputs(cfg, facts, ids, tmp, refused, info.device,
+                                              progress)
+            ds_cfg, durations = _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused,
+                                                     fps_of)
         if not durations:
             return report
         dataset = DATASETS.build(ds_cfg)

@@ -37,7 +37,8 @@ def _bank_fps(dataset):
 def data_info(dataset, model):
     """fps, feat_stride (frames per feature step), feat_num_frames (frames seen by a step)
     and, when the dataset / model define them, downsample_rate, chunk_size, frames_per_row,
-    window_size, max_seq_len, force_upsampling."""
+    window_size, max_seq_len, force_upsampling, extraction (how the features were computed,
+    ``vedatad.engine.extract.Extraction.record``)."""
     info = {}
     fps = None
     for name in ('sample_fps', 'fps', 'default_fps'):
@@ -62,4 +63,6 @@ def data_info(dataset, model):
             info[name] = value
     if getattr(dataset, 'force_upsampling', None) is not None:
         info['force_upsampling'] = bool(dataset.force_upsampling)
+    if isinstance(getattr(dataset, 'extraction', None), dict):
+        info['extraction'] = dataset.extraction  # features exported by vedatad
     return info

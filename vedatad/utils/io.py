@@ -69,7 +69,8 @@ def fsync_dir(folder):
         os.close(fd)
 
 
-def _temp_name(path):
+def temp_name(path):
+    """A new hidden temporary file name next to ``path`` (same folder, same filesystem)."""
     return path.with_name(f'.{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp')
 
 
@@ -77,7 +78,7 @@ def write_temp(path, data: bytes, durable=True):
     """Write ``data`` to a new temporary file next to ``path``; returns its path. The file
     is removed again if anything fails (``AtomicWriteError`` names ``path``)."""
     path = Path(path)
-    tmp = _temp_name(path)
+    tmp = temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     except OSError as err:
