@@ -1,23 +1,25 @@
 """ActionFormer inference: vedatad vs the release's algorithm, side by side.
 
 The THUMOS14 I3D model (2048-d input, 512-d transformer, local window 19, 29.3 M parameters,
-the same seeded random weights on both sides) runs on the same random features of T steps.
-The "release" side computes every step as the official ActionFormer release does
-(``release_actionformer.py``: chunked local attention, reduction LayerNorm, float masks,
-class-by-class soft-NMS in a compiled sequential kernel), on vedatad's own modules, so both
-sides share weights, inputs and allocator settings (``keep_freed_memory``, as the tools).
+seeded random weights) runs on the same random features of T steps. The "release" side
+computes every step as the official ActionFormer release does (``release_actionformer.py``:
+chunked local attention, reduction LayerNorm, float masks, per-level sort, class-by-class
+soft-NMS in a compiled sequential kernel) on vedatad's own modules, so both sides share
+weights, inputs and allocator settings (``keep_freed_memory``, as the tools call it).
 
-For each T and side, fresh processes (alternated, ``--rounds`` each) measure:
-- network: forward from padded features to per-level logits / offsets (median of repeats);
-- post-processing: decode + NMS + seconds for the video, with ``--threads`` threads and
-  with one thread (median of repeats);
-- peak RSS: ``ru_maxrss`` of the process, and the part added by inference (peak minus the
-  RSS after building the model and the input).
-The detections of both sides are compared (largest difference of segments and scores,
-labels equal) before any timing is reported.
+For each T:
+- time: one fresh process builds both sides and alternates them call by call (``--repeats``
+  calls each after a warm-up; medians): the network (padded features to per-level logits
+  and offsets), and post-processing (decode + NMS + seconds) with ``--threads`` threads and
+  with one thread;
+- memory: a fresh process per side (alternated, ``--rounds`` each) runs one warm-up and one
+  network + post-processing; its peak RSS (``ru_maxrss``, the largest over the rounds) and
+  the part added by inference (peak minus the RSS once the model and input exist);
+- the detections of both sides are compared (largest difference of segments and scores,
+  labels equal) before anything is reported.
 
     python benchmarks/bench_actionformer.py [--lengths 2304,4608,9216,18432] [--threads 2]
-        [--repeats 3] [--rounds 2] [--train-step] [--device cuda]
+        [--repeats 7] [--rounds 2] [--train-step] [--device cuda]
 """
 import argparse
 import json
@@ -112,42 +114,66 @@ class ReleaseSide:
         return release_postprocess(self.model, self.kernel, outputs, self.meta)
 
 
-def worker(side, T, repeats, threads, device_name):
-    """One side at one T in this (fresh) process; prints a JSON line."""
+def timing_worker(T, repeats, threads, device_name):
+    """Both sides in this (fresh) process, alternated call by call; prints a JSON line."""
     torch.set_num_threads(threads)
     keep_freed_memory()
     device = torch.device(device_name)
     model = build_model(device)
     feats = features(T, device)
-    runner = (ReleaseSide if side == 'release' else VedatadSide)(model, feats)
+    sides = {'release': ReleaseSide(model, feats), 'vedatad': VedatadSide(model, feats)}
+    times = {side: {'network': [], 'post': [], 'post_1thread': []} for side in sides}
+    detections = {}
+    with torch.inference_mode():
+        outputs = {side: runner.network() for side, runner in sides.items()}  # warm-up
+        for side, runner in sides.items():
+            detections[side] = runner.postprocess(outputs[side])
+        for i in range(repeats):
+            for side in (SIDES if i % 2 == 0 else SIDES[::-1]):
+                seconds, outputs[side] = timed(sides[side].network, device, 1)
+                times[side]['network'].append(seconds)
+        for key, num_threads in (('post', threads), ('post_1thread', 1)):
+            torch.set_num_threads(num_threads)
+            for i in range(repeats):
+                for side in (SIDES if i % 2 == 0 else SIDES[::-1]):
+                    runner, out = sides[side], outputs[side]
+                    times[side][key].append(timed(lambda: runner.postprocess(out), device, 1)[0])
+        torch.set_num_threads(threads)
+    report = {side: {k: statistics.median(v) for k, v in t.items()}
+              for side, t in times.items()}
+    report['detections'] = {side: {k: d[k].tolist() for k in ('segments', 'scores', 'labels')}
+                            for side, d in detections.items()}
+    print(json.dumps(report))
+
+
+def memory_worker(side, T, threads, device_name):
+    """One side at one T in this (fresh) process: peak memory; prints a JSON line."""
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+    device = torch.device(device_name)
+    model = build_model(device)
+    runner = (ReleaseSide if side == 'release' else VedatadSide)(model, features(T, device))
     rss_before = current_rss_mb()
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         gpu_before = torch.cuda.memory_allocated(device)
     with torch.inference_mode():
-        outputs = runner.network()  # warm-up
-        runner.postprocess(outputs)
-        network, outputs = timed(runner.network, device, repeats)
-        post, result = timed(lambda: runner.postprocess(outputs), device, repeats)
-        torch.set_num_threads(1)
-        post_1, _ = timed(lambda: runner.postprocess(outputs), device, repeats)
-        torch.set_num_threads(threads)
-    report = dict(network=network, post=post, post_1thread=post_1,
-                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  rss_before_mb=rss_before,
-                  detections={k: result[k].tolist() for k in ('segments', 'scores', 'labels')})
+        for _ in range(2):  # warm-up, then the measured call
+            runner.postprocess(runner.network())
+    report = dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  rss_before_mb=rss_before)
     if device.type == 'cuda':
         report['gpu_peak_mb'] = (torch.cuda.max_memory_allocated(device) - gpu_before) / 2 ** 20
     print(json.dumps(report))
 
 
-def run_worker(side, T, args):
-    cmd = [sys.executable, os.path.abspath(__file__), '--worker', side, str(T),
+def run_worker(args, *worker_args):
+    cmd = [sys.executable, os.path.abspath(__file__), '--worker', *map(str, worker_args),
            '--repeats', str(args.repeats), '--threads', str(args.threads),
            '--device', args.device]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f'{side} worker at T={T} failed:\n{out.stderr}')
+        raise RuntimeError(f'worker {worker_args} failed:\n{out.stderr}')
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -190,8 +216,8 @@ def bench_train_step(batch_size, repeats, device):
 
 def print_tables(rows, args, machine):
     print(f'ActionFormer THUMOS14 I3D model (29.3 M parameters), {machine}, {args.threads} '
-          f'threads; median of {args.repeats} repeats x {args.rounds} alternated processes '
-          f'per side (peak RSS: the largest)')
+          f'threads; time: median of {args.repeats} calls per side alternated in one process; '
+          f'peak RSS: the largest of {args.rounds} fresh processes per side')
     print('\n| T | release network (s) | vedatad network (s) | time ratio | release peak RSS '
           '(MB) | vedatad peak RSS (MB) | memory ratio | release / vedatad inference RSS (MB) '
           '| inference memory ratio |')
@@ -225,38 +251,38 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads per process')
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--rounds', type=int, default=2, help='alternated processes per side')
+    parser.add_argument('--repeats', type=int, default=7, help='alternated calls per side')
+    parser.add_argument('--rounds', type=int, default=2,
+                        help='memory: alternated processes per side')
     parser.add_argument('--lengths', default='2304,4608,9216,18432',
                         help='comma-separated input lengths T')
     parser.add_argument('--train-step', action='store_true',
                         help='also time one vedatad training step (batch 2 x 2304)')
-    parser.add_argument('--worker', nargs=2, metavar=('SIDE', 'T'), help=argparse.SUPPRESS)
+    parser.add_argument('--worker', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker[0], int(args.worker[1]), args.repeats, args.threads,
-                      args.device)
+        if args.worker[0] == 'time':
+            return timing_worker(int(args.worker[1]), args.repeats, args.threads, args.device)
+        return memory_worker(args.worker[1], int(args.worker[2]), args.threads, args.device)
 
     rows = []
     for T in (int(t) for t in args.lengths.split(',')):
-        runs = {side: [] for side in SIDES}
-        for round_idx in range(args.rounds):
-            order = SIDES if round_idx % 2 == 0 else SIDES[::-1]
-            for side in order:
-                runs[side].append(run_worker(side, T, args))
+        timing = run_worker(args, 'time', T)
         seg_diff, score_diff, labels_equal = detection_difference(
-            runs['release'][0]['detections'], runs['vedatad'][0]['detections'])
+            timing['detections']['release'], timing['detections']['vedatad'])
         if not labels_equal or max(seg_diff, score_diff) > 1e-3:
             raise SystemExit(f'T={T}: the two sides disagree (segments {seg_diff:.2e}, scores '
                              f'{score_diff:.2e}, labels equal: {labels_equal})')
+        memory = {side: [] for side in SIDES}
+        for round_idx in range(args.rounds):
+            for side in (SIDES if round_idx % 2 == 0 else SIDES[::-1]):
+                memory[side].append(run_worker(args, 'memory', side, T))
         summary = {side: dict(
-            network=statistics.median(r['network'] for r in res),
-            post=statistics.median(r['post'] for r in res),
-            post_1thread=statistics.median(r['post_1thread'] for r in res),
-            peak=max(r['peak_rss_mb'] for r in res),
-            own=max(r['peak_rss_mb'] - r['rss_before_mb'] for r in res))
-            for side, res in runs.items()}
-        summary['kept'] = len(runs['vedatad'][0]['detections']['scores'])
+            timing[side],
+            peak=max(r['peak_rss_mb'] for r in memory[side]),
+            own=max(r['peak_rss_mb'] - r['rss_before_mb'] for r in memory[side]))
+            for side in SIDES}
+        summary['kept'] = len(timing['detections']['vedatad']['scores'])
         summary['diff'] = max(seg_diff, score_diff)
         rows.append((T, summary))
         print(f'T={T} done', file=sys.stderr)

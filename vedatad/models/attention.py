@@ -56,11 +56,16 @@ def local_layout(x, window_overlap, keys):
     """q, k or v (B, nh, T, hs) laid out as local attention reads it: (B, nh, (nb + 1) b, hs)
     per head, b = 2o, nb = ceil(T / b); the T steps start at o for keys and values, at 0 for
     queries; zeros elsewhere."""
-    T = x.shape[2]
+    B, nh, T, hs = x.shape
     block = 2 * window_overlap
     length = (math.ceil(T / block) + 1) * block
     lead = window_overlap if keys else 0
-    return F.pad(x, (0, 0, lead, length - T - lead))
+    # zero only the padding (F.pad would zero-fill the whole buffer, then copy x over it)
+    out = x.new_empty(B, nh, length, hs)
+    out[:, :, :lead] = 0
+    out[:, :, lead + T:] = 0
+    out[:, :, lead:lead + T] = x
+    return out
 
 
 def local_attention(q, k, v, kv_mask, window_overlap, rel_pe=None, dropout_p=0.0, scale=1.0):

@@ -148,9 +148,9 @@ class ActionFormer(nn.Module):
     def _pad(self, feats, masks):
         # feats: B, C, T   masks: B, T -> B, C, T'  and  B, 1, T'
         extra = self.padded_length(feats.shape[-1]) - feats.shape[-1]
-        feats = F.pad(feats, (0, extra))
+        feats = F.pad(feats, (0, extra))  # a new tensor: zeroed in place, no second copy
         masks = F.pad(masks.bool(), (0, extra), value=False)
-        return feats * masks[:, None].to(feats.dtype), masks[:, None]
+        return feats.mul_(masks[:, None].to(feats.dtype)), masks[:, None]
 
     def _stack(self, batch):
         # list of per-video (C, T_i) -> B, C, T_max and B, T_max masks
