@@ -214,30 +214,35 @@ def bench_train_step(batch_size, repeats, device):
     return timed(step, device, repeats)[0]
 
 
+def markdown_table(headers, rows):
+    print('| ' + ' | '.join(headers) + ' |')
+    print('|' + '---:|' * len(headers))
+    for row in rows:
+        print('| ' + ' | '.join(row) + ' |')
+
+
 def print_tables(rows, args, machine):
     print(f'ActionFormer THUMOS14 I3D model (29.3 M parameters), {machine}, {args.threads} '
           f'threads; time: median of {args.repeats} calls per side alternated in one process; '
-          f'peak RSS: the largest of {args.rounds} fresh processes per side')
-    print('\n| T | release network (s) | vedatad network (s) | time ratio | release peak RSS '
-          '(MB) | vedatad peak RSS (MB) | memory ratio | release / vedatad inference RSS (MB) '
-          '| inference memory ratio |')
-    print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for T, r in rows:
-        rel, ved = r['release'], r['vedatad']
-        print(f"| {T} | {rel['network']:.3f} | {ved['network']:.3f} | "
-              f"{ved['network'] / rel['network']:.2f} | {rel['peak']:.0f} | {ved['peak']:.0f} | "
-              f"{ved['peak'] / rel['peak']:.2f} | {rel['own']:.0f} / {ved['own']:.0f} | "
-              f"{ved['own'] / rel['own']:.2f} |")
-    print(f'\n| T | candidates kept | release post-processing (s), {args.threads} threads | '
-          f'vedatad (s) | ratio | release, 1 thread (s) | vedatad, 1 thread (s) | ratio | '
-          'largest detection difference |')
-    print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for T, r in rows:
-        rel, ved = r['release'], r['vedatad']
-        print(f"| {T} | {r['kept']} | {rel['post']:.4f} | {ved['post']:.4f} | "
-              f"{ved['post'] / rel['post']:.2f} | {rel['post_1thread']:.4f} | "
-              f"{ved['post_1thread']:.4f} | {ved['post_1thread'] / rel['post_1thread']:.2f} | "
-              f"{r['diff']:.1e} |")
+          f'peak RSS: the largest of {args.rounds} fresh processes per side\n')
+    ratio = lambda r, k: f"{r['vedatad'][k] / r['release'][k]:.2f}"  # noqa: E731
+    markdown_table(
+        ['T', 'release network (s)', 'vedatad network (s)', 'time ratio',
+         'release peak RSS (MB)', 'vedatad peak RSS (MB)', 'memory ratio',
+         'release / vedatad inference RSS (MB)', 'inference memory ratio'],
+        [[str(T), f"{r['release']['network']:.3f}", f"{r['vedatad']['network']:.3f}",
+          ratio(r, 'network'), f"{r['release']['peak']:.0f}", f"{r['vedatad']['peak']:.0f}",
+          ratio(r, 'peak'), f"{r['release']['own']:.0f} / {r['vedatad']['own']:.0f}",
+          ratio(r, 'own')] for T, r in rows])
+    print()
+    markdown_table(
+        ['T', 'candidates kept', f'release post-processing (s), {args.threads} threads',
+         'vedatad (s)', 'ratio', 'release, 1 thread (s)', 'vedatad, 1 thread (s)', 'ratio',
+         'largest detection difference'],
+        [[str(T), str(r['kept']), f"{r['release']['post']:.4f}", f"{r['vedatad']['post']:.4f}",
+          ratio(r, 'post'), f"{r['release']['post_1thread']:.4f}",
+          f"{r['vedatad']['post_1thread']:.4f}", ratio(r, 'post_1thread'), f"{r['diff']:.1e}"]
+         for T, r in rows])
     worst = {k: max(r['vedatad'][k] / r['release'][k] for _, r in rows)
              for k in ('network', 'peak', 'own', 'post', 'post_1thread')}
     print(f"\ngoals at every T: network time ratio <= {TIME_GOAL} (worst {worst['network']:.2f}), "
