@@ -2,13 +2,15 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
 
-from vedatad.data.ffmpeg import META_FILE, FFmpegError, extract_frames, probe_video
+from vedatad.data.ffmpeg import (META_FILE, FFmpegError, extract_frames, ffmpeg_version,
+                                 find_ffmpeg, probe_video, shared_frame_settings)
 from vedatad.data.video_readers import open_video
 
 
@@ -40,7 +42,12 @@ def test_extract_frames_fps_size_and_marker(video_fixture_dir, tmp_path):
     assert files[0] == '00001.jpg' and meta['fps'] == 15.0
     assert meta['source']['fps'] == pytest.approx(10.505, abs=1e-3)
     assert Image.open(out / files[-1]).size == (64, 48)
-    assert json.loads((out / META_FILE).read_text())['num_frames'] == len(files)
+    saved = json.loads((out / META_FILE).read_text())
+    assert saved['num_frames'] == len(files)
+    assert saved['frame_settings'] == dict(
+        fps=15.0, size=[64, 48], short_side=None, pattern='%05d.jpg', quality=2,
+        ffmpeg_args=None, ffmpeg_version=ffmpeg_version(find_ffmpeg()))
+    assert re.fullmatch(r'\S+', saved['frame_settings']['ffmpeg_version'])  # the version only
 
 
 def test_short_side_keeps_aspect_and_rotation(video_fixture_dir, tmp_path):
@@ -49,6 +56,9 @@ def test_short_side_keeps_aspect_and_rotation(video_fixture_dir, tmp_path):
     assert (meta['width'], meta['height']) == (64, 114)  # displayed 320x568, portrait
     assert meta['fps'] == 30.0 and meta['num_frames'] == 3
     assert (tmp_path / 'p' / '00003.png').is_file()
+    settings = meta['frame_settings']
+    assert (settings['fps'], settings['short_side'], settings['size']) == (None, 64, None)
+    assert settings['pattern'] == '%05d.png' and settings['quality'] is None  # PNG: lossless
 
 
 def test_tool_reports_failures_and_resumes(repo_root, video_dir, tmp_path, capsys):
@@ -100,6 +110,48 @@ def test_shell_wrapper_passes_raw_ffmpeg_options(repo_root, video_fixture_dir, t
                                                            'img_0003.png']
     reader = open_video(folder, fps=30)
     assert reader.read([2]).shape == (1, 36, 20, 3)
+    settings = json.loads((folder / META_FILE).read_text())['frame_settings']
+    assert settings['ffmpeg_args'] == ['-vf', 'scale=20:36'] and settings['fps'] is None
+    assert settings['pattern'] == 'img_%04d.png'
+    assert shared_frame_settings([folder]) == (
+        None, f'{folder} was made with raw ffmpeg options (-vf scale=20:36)')
+
+
+SETTINGS = dict(fps=15.0, size=None, short_side=128, pattern='%05d.jpg', quality=2,
+                ffmpeg_args=None, ffmpeg_version='6.1')
+
+
+def _frame_folder(path, settings=None):
+    """A frame folder's meta.json alone; ``settings`` None: written before frame settings."""
+    path.mkdir(parents=True)
+    meta = dict(num_frames=3, fps=15.0, pattern='%05d.jpg')
+    if settings is not None:
+        meta['frame_settings'] = settings
+    (path / META_FILE).write_text(json.dumps(meta))
+    return path
+
+
+def test_shared_frame_settings_need_every_folder_to_agree(tmp_path):
+    a = _frame_folder(tmp_path / 'a', SETTINGS)
+    b = _frame_folder(tmp_path / 'b', dict(SETTINGS, ffmpeg_version='7.0'))
+    settings, why = shared_frame_settings([a, b])
+    assert why is None and settings == dict(SETTINGS, ffmpeg_version=['6.1', '7.0'])
+
+    other = _frame_folder(tmp_path / 'other', dict(SETTINGS, quality=5))
+    assert shared_frame_settings([a, other]) == (
+        None, f'frame folders {a} and {other} were extracted with other settings (quality 2 '
+              'vs 5)')
+    old = _frame_folder(tmp_path / 'old')
+    assert shared_frame_settings([a, old]) == (
+        None, f'{old / META_FILE} does not record the frame settings (written by an older '
+              'extract_frames)')
+    partial = _frame_folder(tmp_path / 'partial', {k: v for k, v in SETTINGS.items()
+                                                   if k != 'quality'})
+    assert shared_frame_settings([partial])[1].endswith('does not record quality in '
+                                                        'frame_settings')
+    (tmp_path / 'hand made').mkdir()
+    assert 'does not exist (the folder was not made by extract_frames)' in \
+        shared_frame_settings([tmp_path / 'hand made'])[1]
 
 
 def test_transform_videos_caps_frames_and_resumes(repo_root, video_fixture_dir, tmp_path,

@@ -13,6 +13,11 @@ data, a cut-off file) and frames missing against the expected count fail the vid
 the thresholds (``max_decode_errors``, ``max_missing``), and are recorded in ``meta.json``
 below them, so a broken video is never stored as a complete one without a word.
 
+Every frame folder's ``meta.json`` records the settings that made its frames
+(``frame_settings``: fps, size or short side, file pattern, JPEG quality, raw ffmpeg
+options, ffmpeg version), so the frames of a new video can be made the same way
+(``shared_frame_settings``, ``frame_settings_kwargs``).
+
 The frame rate is the *average* rate ``frames / stream time span``. ``r_frame_rate``
 (what ffmpeg prints as ``tbr``) is never used: for phone videos it is the 90 kHz timebase.
 """
@@ -305,45 +310,136 @@ def extract_frames(video, frame_dir, fps=None, size=None, short_side=None, fmt='
         reports more decode errors. Below the thresholds the counts are recorded in
         ``meta.json`` (``expected_frames``, ``missing_frames``, ``decode_errors``,
         ``decode_error_sample``) and reported as warnings.
+    ``meta.json`` also records the settings that made the frames (``frame_settings``: fps,
+    size, short_side, pattern, quality, ffmpeg_args, ffmpeg_version), and the ffmpeg
+    command is built from them.
     A folder holding ``meta.json`` is complete and returned as is; anything else in the
     way is deleted and redone. ``meta.json`` is written last, atomically; a failed video
     gets none (its folder is redone by the next run).
     """
-    import ffmpeg as ffmpeg_python
     frame_dir = Path(frame_dir)
     if is_complete(frame_dir):
         return read_frame_meta(frame_dir)
     exe = ffmpeg or find_ffmpeg()
+    settings = _frame_settings(fps, size, short_side, pattern or FRAME_PATTERNS[fmt], quality,
+                               extra_args, exe)
     info = probe_video(video, exe)
     _clear_folder(frame_dir)
-    pattern = pattern or FRAME_PATTERNS[fmt]
-    out_opts = {'map': '0:V:0', 'fps_mode': 'passthrough'}
-    filters = []
-    if fps is not None and not extra_args:
-        filters.append(f'fps={fps}')
-    scale = None if extra_args else scale_filter(size, short_side)
-    if scale:
-        filters.append(f'scale={scale}')
-    if filters:
-        out_opts['vf'] = ','.join(filters)
-    if pattern.lower().endswith(('.jpg', '.jpeg')) and not extra_args:
-        out_opts['q:v'] = quality
-    stream = ffmpeg_python.input(str(video)).output(str(frame_dir / pattern), **out_opts)
-    args = stream.global_args('-hide_banner', '-nostdin', '-loglevel', 'error').compile(cmd=exe)
-    if extra_args:  # raw options go right before the output file name
-        at = args.index(str(frame_dir / pattern))
-        args[at:at] = list(extra_args)
-    proc = subprocess.run(args, capture_output=True, text=True, errors='replace')
+    proc = subprocess.run(_frame_command(video, frame_dir, settings, exe), capture_output=True,
+                          text=True, errors='replace')
     if proc.returncode != 0:
         tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
         raise FFmpegError(f'{video}: ffmpeg frame extraction failed (rc {proc.returncode}): {tail}')
     errors = decode_errors(proc.stderr)
     expected = None if extra_args else info.expected_frames(fps)
-    meta = _frame_meta(frame_dir, video, info, fps, pattern, bool(extra_args))
+    meta = _frame_meta(frame_dir, video, info, fps, settings['pattern'], bool(extra_args))
     meta.update(_check_counts(video, info, meta['num_frames'], expected, errors, max_missing,
                               max_decode_errors))
+    meta[FRAME_SETTINGS] = settings
     atomic_write_json(frame_dir / META_FILE, meta, indent=1)
     return meta
+
+
+FRAME_SETTINGS = 'frame_settings'  # the meta.json key of the settings that made the frames
+# the extract_frames arguments that determine the frames; raw options (ffmpeg_args) replace
+# all but the pattern, and are not repeated for new videos (they may name anything)
+REPEATABLE_SETTINGS = ('fps', 'size', 'short_side', 'pattern', 'quality')
+FRAME_SETTING_KEYS = REPEATABLE_SETTINGS + ('ffmpeg_args', 'ffmpeg_version')
+
+
+def _frame_settings(fps, size, short_side, pattern, quality, extra_args, exe):
+    """What ``extract_frames`` applies, as recorded in meta.json (JSON types): a setting the
+    command does not apply is None (fps and size under raw options, quality for PNG)."""
+    raw = list(extra_args) if extra_args else None
+    jpeg = pattern.lower().endswith(('.jpg', '.jpeg'))
+    return dict(fps=None if fps is None or raw else float(fps),
+                size=None if size is None or raw else [int(size[0]), int(size[1])],
+                short_side=None if short_side is None or raw else int(short_side),
+                pattern=pattern, quality=int(quality) if jpeg and not raw else None,
+                ffmpeg_args=raw, ffmpeg_version=ffmpeg_version(exe))
+
+
+def _frame_command(video, frame_dir, settings, exe):
+    """The ffmpeg command line that writes the frames ``settings`` describe: built from the
+    recorded settings, so what meta.json says is what was run."""
+    import ffmpeg as ffmpeg_python
+    output = str(frame_dir / settings['pattern'])
+    filters = [f"fps={settings['fps']}"] if settings['fps'] is not None else []
+    scale = scale_filter(settings['size'], settings['short_side'])
+    if scale:
+        filters.append(f'scale={scale}')
+    out_opts = {'map': '0:V:0', 'fps_mode': 'passthrough'}
+    if filters:
+        out_opts['vf'] = ','.join(filters)
+    if settings['quality'] is not None:
+        out_opts['q:v'] = settings['quality']
+    stream = ffmpeg_python.input(str(video)).output(output, **out_opts)
+    args = stream.global_args('-hide_banner', '-nostdin', '-loglevel', 'error').compile(cmd=exe)
+    if settings['ffmpeg_args']:  # raw options go right before the output file name
+        at = args.index(output)
+        args[at:at] = settings['ffmpeg_args']
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_version(ffmpeg):
+    """The version an ffmpeg binary reports ('6.1.1-3ubuntu5'; its first line if unusual)."""
+    proc = subprocess.run([ffmpeg, '-version'], capture_output=True, text=True,
+                          errors='replace')
+    first = (proc.stdout.strip().splitlines() or ['unknown'])[0]
+    match = re.match(r'ffmpeg version (\S+)', first)
+    return match.group(1) if match else first
+
+
+def frame_settings_kwargs(settings):
+    """The ``extract_frames`` arguments that make frames as ``settings`` (a folder's
+    recorded ``frame_settings``, without raw options) describe."""
+    return {key: settings[key] for key in REPEATABLE_SETTINGS}
+
+
+def shared_frame_settings(frame_dirs):
+    """(settings, None): the ``frame_settings`` every folder records alike (``ffmpeg_version``
+    a sorted list when the folders name several), or (None, why the frames of a new video
+    cannot be made as these were), naming the first folder at fault."""
+    first, first_dir, versions = None, None, set()
+    for frame_dir in frame_dirs:
+        settings, why = _repeatable_settings(frame_dir)
+        if why:
+            return None, why
+        versions.add(settings['ffmpeg_version'])
+        if first is None:
+            first, first_dir = settings, frame_dir
+            continue
+        differ = [f'{key} {first[key]!r} vs {settings[key]!r}' for key in REPEATABLE_SETTINGS
+                  if settings[key] != first[key]]
+        if differ:
+            return None, (f'frame folders {first_dir} and {frame_dir} were extracted with '
+                          f'other settings ({", ".join(differ)})')
+    if first is None:
+        return None, 'no frame folder'
+    ordered = sorted(versions, key=str)
+    return dict(first, ffmpeg_version=ordered[0] if len(ordered) == 1 else ordered), None
+
+
+def _repeatable_settings(frame_dir):
+    """(a folder's recorded frame settings, None), or (None, why they cannot be repeated)."""
+    where = Path(frame_dir) / META_FILE
+    try:
+        settings = read_frame_meta(frame_dir).get(FRAME_SETTINGS)
+    except FileNotFoundError:
+        return None, f'{where} does not exist (the folder was not made by extract_frames)'
+    except (OSError, ValueError, AttributeError) as err:
+        return None, f'{where} is unreadable ({err})'
+    if not isinstance(settings, dict):
+        return None, (f'{where} does not record the frame settings (written by an older '
+                      'extract_frames)')
+    missing = [key for key in FRAME_SETTING_KEYS if key not in settings]
+    if missing:
+        return None, f'{where} does not record {", ".join(missing)} in {FRAME_SETTINGS}'
+    if settings['ffmpeg_args']:
+        return None, (f'{Path(frame_dir)} was made with raw ffmpeg options '
+                      f'({" ".join(map(str, settings["ffmpeg_args"]))})')
+    return settings, None
 
 
 # error-level lines from the output side (image muxer, filters) say nothing about the input

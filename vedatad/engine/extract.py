@@ -19,12 +19,19 @@ per ``frames_per_row`` frames, streamed to disk as the segments arrive) and
 ``DIR/features_info.json``, which records how they were computed (``Extraction``): a
 feature-based detector trained on them can compute the same features for new videos
 (``extract_npy``, used by ``tools/infer.py``) with this module's decode and backbone code.
+Features read from frame folders record the settings that made the frames (every folder's
+``meta.json`` must agree), so a new video's frames are made the same way first; when they
+cannot be (folders without recorded settings, raw ffmpeg options, folders that disagree),
+the record says why.
 """
 import hashlib
 import io
 import json
+import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +44,8 @@ from tqdm import tqdm
 
 from ..data.annotations import load_annotations
 from ..data.clip_source import ClipSegments, locate_videos, worker_init_threads
+from ..data.ffmpeg import (FFmpegError, extract_frames, ffmpeg_version, find_ffmpeg,
+                           frame_settings_kwargs, shared_frame_settings)
 from ..membank import BankError, BankLock, MemoryBank, backbone_signature
 from ..membank.lock import check_shared, new_job_id
 from ..membank.settings import (DEFAULT_MEAN, DEFAULT_STD, settings_differences,
@@ -45,6 +54,7 @@ from ..registry import MODELS
 from ..utils.config_keys import ConfigKeyError, check_keys, merge_section
 from ..utils.io import atomic_write_json, disk_full_hint, fsync_dir, temp_name, write_all
 
+logger = logging.getLogger(__name__)
 REQUIRED = object()
 TOP_LEVEL_KEYS = ('data', 'backbone', 'bank', 'extract', 'cpu_threads')
 DATA_DEFAULTS = dict(root=REQUIRED, ann_file=REQUIRED, subset=None, backend='auto',
@@ -212,14 +222,19 @@ class Extraction:
     videos: an extraction config's ``data`` (frame rate, resize, crop, mean/std),
     ``backbone`` (its weights file as an absolute path) and ``extract`` (chunking, amp, seed
     of random weights) sections; the ``settings`` they gave (``vedatad.membank.settings``,
-    None: unknown) and the ``source`` the features were read from ('video files' or 'frame
-    folders'). ``--export-npy`` records it in ``features_info.json``; a feature dataset of
-    that folder hands it to the checkpoint (``meta.data.extraction``)."""
+    None: unknown) and the ``source`` the features were read from ('video files', 'frame
+    folders' or 'mixed'). From frame folders: ``frames``, the settings that made their
+    frames (``vedatad.data.ffmpeg.shared_frame_settings``), or None and
+    ``frames_unrepeatable``, why a video's frames cannot be made the same way.
+    ``--export-npy`` records it in ``features_info.json``; a feature dataset of that folder
+    hands it to the checkpoint (``meta.data.extraction``)."""
     data: dict
     backbone: dict
     extract: dict
     settings: dict | None = None
     source: str | None = None
+    frames: dict | None = None
+    frames_unrepeatable: str | None = None
 
     def record(self):
         backbone = dict(self.backbone)
@@ -228,16 +243,24 @@ class Extraction:
         return json.loads(json.dumps(dict(
             source=self.source, backbone=backbone, settings=self.settings,
             data={k: self.data[k] for k in RECORD_DATA_KEYS},
-            extract={k: self.extract[k] for k in RECORD_EXTRACT_KEYS})))
+            extract={k: self.extract[k] for k in RECORD_EXTRACT_KEYS},
+            frames=self.frames, frames_unrepeatable=self.frames_unrepeatable)))
 
     @classmethod
     def from_record(cls, record):
         """From ``record()``'s dict; its sections are checked like a config's."""
         data = merge_section('extraction.data', DATA_DEFAULTS, record['data'])
         data.update(root=None, ann_file=None)  # new videos come from elsewhere
+        frames, unrepeatable = record.get('frames'), record.get('frames_unrepeatable')
+        if record.get('source') == 'frame folders' and not (frames or unrepeatable):
+            unrepeatable = ('the features were exported before the frame settings were '
+                            'recorded')
         return cls(data, dict(record['backbone']),
                    merge_section('extraction.extract', EXTRACT_DEFAULTS, record['extract']),
-                   record.get('settings'), record.get('source'))
+                   record.get('settings'), record.get('source'), frames, unrepeatable)
+
+    def from_frame_folders(self):
+        return self.source == 'frame folders'
 
     @classmethod
     def from_config(cls, cfg):
@@ -410,35 +433,42 @@ def _decoded(source, workers, prefetch_factor, device):
 
 
 def _feed(batches, extractor, bar):
-    """Every decoded segment through the extractor; one progress step per video."""
+    """Every decoded segment through the extractor; one progress step per video. Adds to
+    the summary's time: one extraction may feed several sets of segments."""
     start = time.perf_counter()
     summary = extractor.summary
     for item in batches:
         if extractor.handle(item):
             bar.update(1)
-            bar.set_postfix(fps=f'{summary.frames / (time.perf_counter() - start):.1f}',
-                            failed=len(summary.failed))
-    summary.seconds = time.perf_counter() - start
+            seconds = summary.seconds + time.perf_counter() - start
+            bar.set_postfix(fps=f'{summary.frames / seconds:.1f}', failed=len(summary.failed))
+    summary.seconds += time.perf_counter() - start
     for vid in extractor.progress:  # segments lost (should not happen): report, not hide
         summary.failed.setdefault(vid, 'incomplete: not every segment was processed')
 
 
-def _source_kind(data, video_ids):
-    """'video files' or 'frame folders' (or 'mixed'): what the features are computed from."""
-    paths = locate_videos(data['root'], video_ids, data['video_ext']).values()
-    kinds = {'frame folders' if Path(p).is_dir() else 'video files' for p in paths if p}
-    return kinds.pop() if len(kinds) == 1 else 'mixed' if kinds else None
+def _source_record(data, video_ids):
+    """(source, frames, frames_unrepeatable) of an ``Extraction``: 'video files' or 'frame
+    folders' (or 'mixed'), what the features are computed from; for frame folders, the
+    settings that made every folder's frames, or why a video's frames cannot repeat them."""
+    paths = [p for p in locate_videos(data['root'], video_ids, data['video_ext']).values() if p]
+    kinds = {'frame folders' if Path(p).is_dir() else 'video files' for p in paths}
+    source = kinds.pop() if len(kinds) == 1 else 'mixed' if kinds else None
+    if source != 'frame folders':
+        return source, None, None
+    return (source, *shared_frame_settings(paths))
 
 
-def _export_info(export_dir, bank, data, backbone_cfg, ext, settings, source):
+def _export_info(export_dir, bank, data, backbone_cfg, ext, settings, video_ids):
     """What the feature-based detector needs to know about the exported features, and how
     to compute them again for new videos (``extraction``, see ``Extraction``)."""
+    extraction = Extraction(data, backbone_cfg, ext, settings,
+                            *_source_record(data, video_ids))
     atomic_write_json(Path(export_dir) / 'features_info.json', dict(
         feat_dim=bank.feat_dim, feat_stride=bank.frames_per_row,
         feat_num_frames=bank.frames_per_row, fps=data['fps'], backbone=bank.backbone,
         layout='(T, C) float32, row i = frames [i * feat_stride, (i + 1) * feat_stride)',
-        extraction=Extraction(data, backbone_cfg, ext, settings, source).record()),
-        indent=2)
+        extraction=extraction.record()), indent=2)
 
 
 def _lock_and_open(bank_cfg, model, backbone_cfg, settings, creation, rank, world):
@@ -500,8 +530,7 @@ def _run(job, bank, model, device, export_npy, progress, rank, world):
     data, backbone_cfg, ext, settings = job
     videos = list_videos(data['ann_file'], data['subset'])
     if export_npy and rank == 0:
-        _export_info(export_npy, bank, data, backbone_cfg, ext, settings,
-                     _source_kind(data, list(videos)))
+        _export_info(export_npy, bank, data, backbone_cfg, ext, settings, list(videos))
     mine = list(videos)[rank::world]
     summary = ExtractionSummary()
     todo = [v for v in mine if not bank.is_complete(v)]
@@ -562,28 +591,79 @@ def extract_npy(extraction, videos, out_dir, device='auto', progress=True, num_w
     the same decoding, crop, normalisation, backbone, weights and chunking as the extraction
     job (the same code, without a bank), written as ``--export-npy`` writes them
     (``out_dir/<id>.npy``). Videos are decoded segment by segment in ``num_workers``
-    processes, so memory holds a few segments whatever the video length.
+    processes, so memory holds a few segments whatever the video length. For features read
+    from frame folders, each video first becomes a frame folder made with the recorded
+    frame settings (``extract_frames``), read from there, and deleted: the disk holds one
+    video's frames at a time.
 
-    Raises ExtractorError before any video when the weights file is missing or the backbone
-    gives other settings than the recorded ones (e.g. another weights file). Returns an
-    ExtractionSummary: ``done``, ``failed`` (video id -> reason), ``fps`` (per video).
+    Raises ExtractorError before any video when the weights file is missing, the backbone
+    gives other settings than the recorded ones (e.g. another weights file), or frame
+    folders are recorded without their frame settings. Returns an ExtractionSummary:
+    ``done``, ``failed`` (video id -> reason), ``fps`` (per video).
     """
+    if extraction.from_frame_folders() and not extraction.frames:
+        raise ExtractorError('the frames of the training features cannot be made from a '
+                             f'video: {extraction.frames_unrepeatable}')
     device = _device(device, 0)
     model = _recorded_backbone(extraction, device)
     ext = extraction.extract
     summary = ExtractionSummary()
-    source = _clip_segments(list(videos), extraction.data, ext,
-                            ext['min_frames'] or model.frames_per_step, paths=videos)
     export = FeatureFileWriter(out_dir, model.out_channels, durable=False)  # scratch files
     extractor = _Extractor(model, None, device, ext['chunk_size'], ext['max_batch'],
                            ext['amp'], export, summary)
     with tqdm(total=len(videos), desc='extract', unit='video', disable=not progress) as bar:
+        groups = _decode_groups(extraction, videos, out_dir, summary, bar)
         try:
-            _feed(_decoded(source, num_workers, ext['prefetch_factor'], device), extractor,
-                  bar)
+            for group in groups:  # {video id: file or frame folder}
+                source = _clip_segments(list(group), extraction.data, ext,
+                                        ext['min_frames'] or model.frames_per_step,
+                                        paths=group)
+                _feed(_decoded(source, num_workers, ext['prefetch_factor'], device),
+                      extractor, bar)
         finally:
+            groups.close()  # deletes the frame folder in use, if any
             export.discard_all()
     return summary
+
+
+def _decode_groups(extraction, videos, out_dir, summary, bar):
+    """What the extraction decodes, as {video id: file or frame folder}: all video files at
+    once, or, for features read from frame folders, each video as a frame folder made with
+    the recorded frame settings in a temporary folder under ``out_dir``, one at a time (a
+    folder is deleted when the next one is asked for, or the generator is closed). A video
+    whose frames cannot be made goes to ``summary.failed``."""
+    if not extraction.from_frame_folders():
+        yield dict(videos)
+        return
+    _warn_other_ffmpeg(extraction.frames.get('ffmpeg_version'))
+    with tempfile.TemporaryDirectory(prefix='.frames_', dir=out_dir) as scratch:
+        yield from _as_frame_folders(videos, extraction.frames, scratch, summary, bar)
+
+
+def _as_frame_folders(videos, frames, scratch, summary, bar):
+    """{video id: its frame folder in ``scratch``}, one video at a time (see above)."""
+    for vid, path in videos.items():
+        folder = Path(scratch) / vid
+        bar.set_postfix_str(f'frames of {vid}')
+        try:
+            extract_frames(path, folder, **frame_settings_kwargs(frames))
+        except (FFmpegError, OSError) as err:
+            summary.failed[vid] = str(err)
+            bar.update(1)
+            continue
+        try:
+            yield {vid: str(folder)}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _warn_other_ffmpeg(recorded):
+    """Another ffmpeg may decode, scale or code JPEG frames differently: say so, go on."""
+    now = ffmpeg_version(find_ffmpeg())
+    if now not in (recorded if isinstance(recorded, list) else [recorded]):
+        logger.warning('the training frames were made by ffmpeg %s, this one is %s: the '
+                       "new videos' frames (JPEG bytes, scaling) may differ slightly",
+                       recorded, now)
 
 
 def format_summary(summary, rank=0):

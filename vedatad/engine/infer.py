@@ -12,17 +12,19 @@ checkpoints ``.npy`` files (T, C), videos, or folders of them. A feature-based c
 trained on features that vedatad extracted (``extract_features --export-npy``) records how
 (``meta.data.extraction``): its videos are extracted the same way (``extract.extract_npy``,
 the extraction job's own code) into the temporary folder, and then take the ``.npy`` path,
-so a video gets the detections of its exported ``.npy``. ``.npy`` files and videos may be
-mixed. The top-level config key ``feature_extractor`` (an extraction config) names the
-extractor for checkpoints that record none, or other weights paths for the recorded one
-(checked: the same settings and weights hash). Without either, videos are refused (external
-features such as I3D cannot be computed here). An input that cannot be used is refused in
+so a video gets the detections of its exported ``.npy``; when those features were read from
+frame folders, the video's frames are first made with the recorded frame settings (the
+frame extraction's own ``extract_frames``). ``.npy`` files and videos may be mixed. The
+top-level config key ``feature_extractor`` (an extraction config) names the extractor for
+checkpoints that record none, or other weights paths for the recorded one (checked: the
+same settings and weights hash). Without either, videos are refused (external features
+such as I3D cannot be computed here). An input that cannot be used is refused in
 one line naming it, and the others are still processed.
 """
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -200,10 +202,13 @@ def _feature_dataset_cfg(cfg, ids, facts, names, tmp, refused, fps_of=None):
 NO_EXTRACTOR = ('a video, but the features this checkpoint was trained on were not extracted '
                 'by vedatad (no extraction record): pass its .npy features instead, or name '
                 'the extraction config that made them (--cfg-options feature_extractor=CONFIG)')
-FROM_FRAME_FOLDERS = ('a video, but the training features were extracted from frame folders, '
-                      'whose frame extraction (size, JPEG coding) a video cannot repeat '
-                      'exactly: extract its frames and features the same way '
-                      '(extract_frames.py, extract_features.py --export-npy) and pass the .npy')
+FROM_FRAME_FOLDERS = ('a video, but the training features were extracted from frame folders '
+                      'whose frames a video cannot repeat: {why}; extract its frames and '
+                      'features the same way (extract_frames.py, extract_features.py '
+                      '--export-npy) and pass the .npy')
+FROM_MIXED_SOURCES = ('a video, but the training features were extracted from video files and '
+                      'frame folders together: extract its features the same way '
+                      '(extract_features.py --export-npy) and pass the .npy')
 
 
 def feature_extractor(cfg, facts):
@@ -219,20 +224,23 @@ def feature_extractor(cfg, facts):
                              'videos cannot be extracted as its features were: pass .npy '
                              'features instead') from None
     named = cfg.get('feature_extractor')
+    extraction = recorded
     if named:
         from .config_loader import load_config
         try:
             extraction = Extraction.from_config(load_config(named))
         except (OSError, ValueError) as err:  # missing file, bad keys
             raise InferenceError(f'feature_extractor={named}: {err}') from None
-        if recorded is not None:
-            extraction.settings, extraction.source = recorded.settings, recorded.source
-        return extraction, None
-    if recorded is None:
+        if recorded is not None:  # what the features were computed from stays recorded
+            extraction = replace(recorded, data=extraction.data, backbone=extraction.backbone,
+                                 extract=extraction.extract)
+    if extraction is None:
         return None, NO_EXTRACTOR
-    if recorded.source not in (None, 'video files'):
-        return None, FROM_FRAME_FOLDERS
-    return recorded, None
+    if extraction.source == 'mixed':
+        return None, FROM_MIXED_SOURCES
+    if extraction.from_frame_folders() and not extraction.frames:
+        return None, FROM_FRAME_FOLDERS.format(why=extraction.frames_unrepeatable)
+    return extraction, None
 
 
 def _features_of_inputs(cfg, facts, ids, tmp, refused, device, progress):
