@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vedatad.models import blocks
 from vedatad.models.attention import global_attention, local_attention
 from vedatad.models.blocks import (AffineDropPath, LayerNorm, MaskedConv1D, MaskedMHCA,
                                    TransformerBlock, drop_path, sinusoid_encoding)
@@ -121,9 +122,12 @@ def test_layer_norm_normalises_channels():
 
 @pytest.mark.parametrize('window', [9, -1])
 @pytest.mark.parametrize('stride', [1, 2])
-def test_inference_path_equals_training_path(window, stride):
-    # without autograd, LayerNorm and GELU work in place; with it they must not: both paths
-    # give the same outputs, and the training path still backpropagates
+@pytest.mark.parametrize('chunk', [4096, 7])
+def test_inference_path_equals_training_path(window, stride, chunk, monkeypatch):
+    # without autograd, LayerNorm and GELU work in place and a long feed-forward runs in
+    # stretches of `chunk` steps; with it they must not: both paths give the same outputs,
+    # and the training path still backpropagates
+    monkeypatch.setattr(blocks, 'FEED_FORWARD_CHUNK', chunk)
     torch.manual_seed(1)
     block = TransformerBlock(32, 4, stride=stride, mha_win_size=window, use_rel_pe=True).eval()
     for p in block.parameters():

@@ -156,7 +156,8 @@ class MaskedMHCA(nn.Module):
     def _project(self, name, x, mask):
         # x: B, C, T -> B, nh, T', hs
         y, out_mask = getattr(self, f'{name}_conv')(x, mask)
-        y = getattr(self, name)(getattr(self, f'{name}_norm')(y))
+        y = getattr(self, f'{name}_norm')(y)  # one step at a time: each input is freed
+        y = getattr(self, name)(y)
         B, C, T = y.shape
         return y.view(B, self.n_head, self.head_dim, T).transpose(2, 3), out_mask
 
@@ -178,10 +179,14 @@ class MaskedMHCA(nn.Module):
         else:
             k, v = self._project('key', x, mask)[0], self._project('value', x, mask)[0]
             out = global_attention(q, k, v, kv_mask, dropout_p, self.scale)
+        del q, k, v  # not needed by the output projection: free them before it runs
         B, nh, T, hs = out.shape
         out = out.transpose(2, 3).reshape(B, nh * hs, T)
         out = self.proj_drop(self.proj(out)) * out_mask.to(out.dtype)
         return out, out_mask
+
+
+FEED_FORWARD_CHUNK = 4096  # steps per stretch of a long sequence's feed-forward at inference
 
 
 class TransformerBlock(nn.Module):
@@ -214,6 +219,19 @@ class TransformerBlock(nn.Module):
 
     def _feed_forward(self, x):
         # x: B, C, T -> B, C, T through mlp = (conv, GELU, dropout, conv, dropout)
+        if torch.is_grad_enabled() or x.shape[-1] <= FEED_FORWARD_CHUNK:
+            return self._feed_forward_part(x)
+        # inference on a long sequence: the (B, 4C, T) hidden activation, and the copy of it
+        # in the conv library's blocked layout, exist for one stretch of T at a time
+        out = x.new_empty(x.shape)
+        T = x.shape[-1]
+        num_parts = math.ceil(T / FEED_FORWARD_CHUNK)
+        for i in range(num_parts):
+            start, stop = i * T // num_parts, (i + 1) * T // num_parts
+            out[..., start:stop] = self._feed_forward_part(x[..., start:stop])
+        return out
+
+    def _feed_forward_part(self, x):
         hidden = self.mlp[0](x)  # B, 4C, T: the largest activation of the encoder
         # in place when nothing needs the pre-activation for a backward pass
         hidden = F.gelu(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
