@@ -12,11 +12,11 @@ For each T:
   calls each after a warm-up; medians): the network (padded features to per-level logits
   and offsets), and post-processing (decode + NMS + seconds) with ``--threads`` threads and
   with one thread;
-- memory: a fresh process per side (alternated, ``--rounds`` each) runs one warm-up and one
-  network + post-processing: the peak of live tensor memory during that call (from the
-  profiler's allocation records: exact and repeatable), and the process's peak RSS
-  (``ru_maxrss``, median over the rounds; it also depends on how malloc reused freed blocks,
-  which varies by 10-20 % between identical runs);
+- memory: a fresh process per side (alternated, ``--rounds`` each) runs network +
+  post-processing twice: the process's peak RSS after the first call (``ru_maxrss``, median
+  over the rounds; it also depends on how malloc reused freed blocks, which varies by
+  10-20 % between identical runs), and the peak of live tensor memory during the second
+  (from the profiler's allocation records: exact and repeatable);
 - the detections of both sides are compared (largest difference of segments and scores,
   labels equal) before anything is reported.
 
@@ -78,11 +78,6 @@ def build_model(device):
 
 def features(T, device):
     return torch.randn(2048, T, generator=torch.Generator().manual_seed(T)).to(device)
-
-
-def current_rss_mb():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
 class VedatadSide:
@@ -175,10 +170,11 @@ def memory_worker(side, T, threads, device_name):
         torch.cuda.reset_peak_memory_stats(device)
         gpu_before = torch.cuda.memory_allocated(device)
     with torch.inference_mode():
-        runner.postprocess(runner.network())  # warm-up
+        runner.postprocess(runner.network())  # the first call: what a user's run costs
+        # (read before the profiled call, whose records take memory of their own)
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tensor_mb = peak_tensor_mb(lambda: runner.postprocess(runner.network()))
-    report = dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  tensor_mb=tensor_mb)
+    report = dict(peak_rss_mb=peak_rss_mb, tensor_mb=tensor_mb)
     if device.type == 'cuda':
         report['gpu_peak_mb'] = (torch.cuda.max_memory_allocated(device) - gpu_before) / 2 ** 20
     print(json.dumps(report))

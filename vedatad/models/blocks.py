@@ -186,7 +186,7 @@ class MaskedMHCA(nn.Module):
         return out, out_mask
 
 
-FEED_FORWARD_CHUNK = 4096  # steps per stretch of a long sequence's feed-forward at inference
+FEED_FORWARD_CHUNK = 2048  # steps per stretch of a long sequence's feed-forward at inference
 
 
 class TransformerBlock(nn.Module):
