@@ -216,3 +216,31 @@ def test_incomplete_frame_folders(tmp_path):
     cfg.train_dataset.fps = 15.0  # a hand-made folder is readable with a frame rate
     report = check_config(cfg, 'train', str(tmp_path / 'work'), progress=False)
     assert any('1 frame folder(s) have no meta.json' in n and 'v0' in n for n in report.notes)
+
+
+def test_a_temporary_folder_too_long_for_loader_workers_is_named(tmp_path, monkeypatch):
+    # loader workers talk over Unix sockets in the temporary folder: past the socket path
+    # limit a worker cannot send and the loader would wait forever, so it is refused first
+    import tempfile
+
+    import torch
+
+    from vedatad.engine.dataloader import build_dataloader
+    from vedatad.utils.workers import WorkerTempDirError
+    db = {'a': _video('training', [((1, 2), 'x')]), 'b': _video('validation', [((1, 2), 'x')])}
+    cfg = _features_cfg(tmp_path, db, {'a': (20, 4), 'b': (20, 4)})
+    cfg.merge_from_dict({'train_dataloader': dict(num_workers=2),
+                         'val_dataloader': dict(num_workers=0)})
+    long_dir = tmp_path / ('d' * 90)
+    long_dir.mkdir()
+    assert check_config(cfg, 'all', progress=False).ok
+    monkeypatch.setattr(tempfile, 'tempdir', str(long_dir))
+    report = check_config(cfg, 'all', progress=False)
+    assert [p for p in report.problems if 'TMPDIR' in p] == [
+        f'train_dataloader.num_workers: the temporary folder {long_dir} is '
+        f'{len(str(long_dir))} bytes long; loader workers exchange data over Unix sockets '
+        'inside it, which allows at most 75: set TMPDIR to a shorter folder (e.g. '
+        'TMPDIR=/tmp) or train_dataloader.num_workers=0']
+    with pytest.raises(WorkerTempDirError, match='num_workers'):
+        build_dataloader(torch.arange(4), dict(num_workers=1), False, 0, 0, 1)
+    build_dataloader(torch.arange(4), dict(num_workers=0), False, 0, 0, 1)  # no workers: fine

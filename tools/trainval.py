@@ -23,10 +23,11 @@ from vedatad.engine.checks import preflight_or_exit
 from vedatad.engine.config_loader import add_cfg_options, load_config_or_exit
 from vedatad.engine.config_paths import TOP_LEVEL_KEYS
 from vedatad.utils.config_keys import ConfigKeyError
+from vedatad.utils.workers import WorkerTempDirError
 
 # errors whose message says everything: printed as one line, no traceback
 USER_ERRORS = (CheckpointError, ConfigKeyError, ResumeError, WorkDirInUseError,
-               FileNotFoundError)
+               FileNotFoundError, WorkerTempDirError)
 
 
 def parse_args(argv=None):

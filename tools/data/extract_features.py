@@ -17,6 +17,7 @@ from vedatad.engine.extract import (ExtractionInterrupted, dist_info, extract_fe
                                     format_summary)
 from vedatad.membank import BankError
 from vedatad.utils.config_keys import ConfigKeyError
+from vedatad.utils.workers import WorkerTempDirError
 
 
 def parse_args(argv=None):
@@ -42,7 +43,7 @@ def main(argv=None):
         print('interrupted before any video was processed; run the same command again',
               file=sys.stderr, flush=True)
         return 130
-    except (BankError, ConfigKeyError) as err:
+    except (BankError, ConfigKeyError, WorkerTempDirError) as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         return 2
     rank = dist_info()[0]

@@ -173,7 +173,19 @@ class _Checker:
         self.eval_section()
         if self.mode in ('train', 'all'):
             self.membank()
+        self.loader_workers()
         return self.report
+
+    def loader_workers(self):
+        """Loader workers of the job's data loaders must be able to start here."""
+        from ..utils.workers import worker_tempdir_problem
+        keys = {'train': ['train_dataloader'], 'test': ['val_dataloader']}.get(
+            self.mode, ['train_dataloader', 'val_dataloader'])
+        for key in keys:
+            workers = (self.cfg.get(key) or {}).get('num_workers', 0)
+            problem = worker_tempdir_problem(f'{key}.num_workers', workers)
+            if problem:
+                self.problem(problem)
 
     # ------------------------------------------------------------------ datasets
     def dataset(self, key):

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..registry import COLLATE_FUNCTIONS
+from ..utils.workers import check_worker_tempdir
 from .runtime import seed_worker
 
 
@@ -36,6 +37,7 @@ def build_dataloader(dataset, loader_cfg, training, seed, rank, world_size):
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=training,
                                  seed=seed, drop_last=training)
     num_workers = loader_cfg.get('num_workers', 0)
+    check_worker_tempdir('num_workers', num_workers)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                         num_workers=num_workers,
                         collate_fn=build_collate(loader_cfg.get('collate_fn')),

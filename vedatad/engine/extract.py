@@ -53,6 +53,7 @@ from ..membank.settings import (DEFAULT_MEAN, DEFAULT_STD, settings_differences,
 from ..registry import MODELS
 from ..utils.config_keys import ConfigKeyError, check_keys, merge_section
 from ..utils.io import atomic_write_json, disk_full_hint, fsync_dir, temp_name, write_all
+from ..utils.workers import check_worker_tempdir
 
 logger = logging.getLogger(__name__)
 REQUIRED = object()
@@ -426,6 +427,7 @@ def _clip_segments(video_ids, data, ext, min_frames, durations=None, paths=None)
 
 def _decoded(source, workers, prefetch_factor, device):
     """Segments decoded in ``workers`` processes (0: here) while the backbone runs here."""
+    check_worker_tempdir('extract.num_workers', workers)
     return iter(DataLoader(source, batch_size=None, num_workers=workers,
                            worker_init_fn=worker_init_threads if workers else None,
                            prefetch_factor=prefetch_factor if workers else None,
