@@ -95,3 +95,13 @@ def test_sections_of_unknown_shape_accept_new_keys(config_file):
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='config file not found: .*nope.py'):
         load_config(tmp_path / 'nope.py')
+
+
+def test_a_missing_base_file_is_named_with_the_config(tmp_path):
+    cfg = tmp_path / 'copied cfg.py'
+    cfg.write_text("_base_ = ['../_base_/models/tallformer.py']\nwork_dir = 'x'\n")
+    with pytest.raises(FileNotFoundError) as err:
+        load_config(cfg)
+    message = str(err.value)
+    assert message.startswith(f'{cfg}: a file it inherits from (_base_) is not found')
+    assert 'tallformer.py' in message

@@ -177,7 +177,13 @@ def load_config(path, options=None, top_level_keys=None):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except FileNotFoundError as err:  # a _base_ file it inherits from
+        missing = err.filename or err
+        raise FileNotFoundError(
+            f'{path}: a file it inherits from (_base_) is not found: {missing}; a config '
+            'copied out of configs/ needs its _base_ files at the same relative place') from None
     _import_custom(cfg)
     if options:
         problems = option_key_problems(cfg, options, top_level_keys)
