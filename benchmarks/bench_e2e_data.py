@@ -50,6 +50,7 @@ from vedatad.data.synthetic_videos import class_style, encode_video, render_vide
 from vedatad.data.video_dataset import VideoDataset, collate_video_windows
 from vedatad.membank import MemoryBank
 from vedatad.registry import build_model
+from vedatad.utils.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW, CHUNK, KEEP, SIZE, CROP, FPS = 480, 32, 0.15, 256, 224, 15
@@ -256,6 +257,7 @@ def main():
     parser.add_argument('--batch', type=int, default=2, help='training-step batch size')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # the allocator setting of tools/trainval.py
     with tempfile.TemporaryDirectory(prefix='bench_e2e_data_') as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
