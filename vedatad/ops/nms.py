@@ -1,4 +1,4 @@
-"""1-D non-maximum suppression for temporal segments, pure torch (CPU or GPU).
+"""1-D non-maximum suppression of temporal segments, no compiled code (CPU or GPU inputs).
 
 Semantics follow ActionFormer's post-processing (its C++ ``nms_1d_cpu`` extension and
 ``batched_nms``), so detections match theirs without compiling anything:
