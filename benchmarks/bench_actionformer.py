@@ -16,7 +16,8 @@ For each T:
   post-processing twice: the process's peak RSS after the first call (``ru_maxrss``, median
   over the rounds; it also depends on how malloc reused freed blocks, which varies by
   10-20 % between identical runs), and the peak of live tensor memory during the second
-  (from the profiler's allocation records: exact and repeatable);
+  (from the profiler's allocation records: exact and repeatable; on a GPU, the GPU
+  allocator's peak over both calls);
 - the detections of both sides are compared (largest difference of segments and scores,
   labels equal) before anything is reported.
 
@@ -174,10 +175,9 @@ def memory_worker(side, T, threads, device_name):
         # (read before the profiled call, whose records take memory of their own)
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tensor_mb = peak_tensor_mb(lambda: runner.postprocess(runner.network()))
-    report = dict(peak_rss_mb=peak_rss_mb, tensor_mb=tensor_mb)
-    if device.type == 'cuda':
-        report['gpu_peak_mb'] = (torch.cuda.max_memory_allocated(device) - gpu_before) / 2 ** 20
-    print(json.dumps(report))
+    if device.type == 'cuda':  # the tensors live on the GPU: its allocator's peak
+        tensor_mb = (torch.cuda.max_memory_allocated(device) - gpu_before) / 2 ** 20
+    print(json.dumps(dict(peak_rss_mb=peak_rss_mb, tensor_mb=tensor_mb)))
 
 
 def run_worker(args, *worker_args):
