@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 
@@ -56,6 +56,37 @@ def find_ffmpeg() -> str:
 
 
 @dataclass(frozen=True)
+class FrameTimes:
+    """When each frame of a video stream is shown, as stored (no start offset removed):
+    frame ``i`` (presentation order, what a decode from the start yields) is shown at
+    ``pts[i] * time_base`` seconds. ``problem`` says why frames cannot be found by their
+    timestamps in this file (None: they can)."""
+    pts: tuple
+    time_base: Fraction
+    problem: str | None = None
+
+    def seconds(self, index):
+        return self.pts[index] * self.time_base
+
+
+_PKT_KEY, _PKT_DISCARD = 0x1, 0x4  # AV_PKT_FLAG_*: framecrc prints F=0x.. unless key only
+
+
+def _timing_problem(pts, flags):
+    if not pts:
+        return 'no video packets'
+    if NOPTS in pts:  # e.g. AVI: the decoder numbers frames by packet order instead
+        return 'packets without presentation timestamps'
+    if len(set(pts)) < len(pts):
+        return 'two packets with one timestamp'
+    if not flags[0] & _PKT_KEY:  # decoders drop what comes before the first keyframe
+        return 'the stream does not start with a keyframe'
+    if any(f & _PKT_DISCARD for f in flags):  # edit lists: decoded, but never output
+        return 'packets the decoder discards (edit list)'
+    return None
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     """What decoding the first video stream of a file yields (rotation already applied)."""
     path: str
@@ -68,6 +99,11 @@ class VideoInfo:
     duration: float  # seconds: num_frames / fps
     container_duration: float | None = None  # what the container declares (None: unknown)
     truncated: bool = False  # the file ends before the container's declared duration
+    frame_times: FrameTimes | None = field(default=None, repr=False)  # for seeking reads
+
+    def record(self):
+        """The fields a frame folder's meta.json keeps (not the per-frame times)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'frame_times'}
 
     def expected_frames(self, fps=None):
         """Frames a complete decode yields: at the source rate (``fps`` None) or resampled
@@ -129,22 +165,35 @@ def _parse_header(stderr: str, path):
 
 
 def _parse_packets(framecrc: str):
-    """{output stream index: (packets, first time, end time)} in seconds, from framecrc
+    """{output stream index: (time base, [(dts, pts, duration, flags), ...])} from framecrc
     text (stream 0 is the video stream)."""
-    time_bases, spans = {}, {}
+    time_bases, packets = {}, {}
     for line in framecrc.splitlines():
         if line.startswith('#tb '):
             index, base = line[4:].split(':', 1)
             time_bases[int(index)] = Fraction(base.strip())
         elif line and not line.startswith('#'):
             fields = [f.strip() for f in line.split(',')]
-            index, dts, pts, dur = (int(fields[0]), int(fields[1]), int(fields[2]),
-                                    int(fields[3]))
-            ts = dts if pts == NOPTS else pts  # AVI packets often carry no pts
-            count, first, end = spans.get(index, (0, ts, ts))
-            spans[index] = (count + 1, min(first, ts), max(end, ts + max(dur, 0)))
-    return {i: (n, float(a * time_bases[i]), float(b * time_bases[i]))
-            for i, (n, a, b) in spans.items() if i in time_bases}
+            flag = [f for f in fields[6:] if f.startswith('F=')]  # absent: keyframe only
+            packets.setdefault(int(fields[0]), []).append(
+                (int(fields[1]), int(fields[2]), int(fields[3]),
+                 int(flag[0][2:], 16) if flag else _PKT_KEY))
+    return {i: (time_bases[i], p) for i, p in packets.items() if i in time_bases}
+
+
+def _span(time_base, packets):
+    """(packets, first time, end time) in seconds of one stream."""
+    times = [(dts if pts == NOPTS else pts, dur) for dts, pts, dur, _ in packets]
+    first = min(ts for ts, _ in times)  # AVI packets often carry no pts: their dts
+    end = max(ts + max(dur, 0) for ts, dur in times)
+    return len(times), float(first * time_base), float(end * time_base)
+
+
+def _frame_times(time_base, packets):
+    """When each frame of the video stream is shown (one frame per packet, by timestamp)."""
+    pts = [p for _, p, _, _ in packets]
+    return FrameTimes(tuple(sorted(pts)), time_base,
+                      _timing_problem(pts, [f for _, _, _, f in packets]))
 
 
 def _average_fps(num_frames, span, printed_fps):
@@ -169,7 +218,9 @@ def probe_video(path, ffmpeg=None) -> VideoInfo:
     path = str(path)
     if not os.path.isfile(path):
         raise FFmpegError(f'{path}: no such video file')
-    cmd = [ffmpeg or find_ffmpeg(), '-hide_banner', '-nostdin', '-i', path,
+    # packets as stored (-copyts: no start offset removed), so that the frame times are the
+    # file's own and a reader can seek by them; nothing is decoded
+    cmd = [ffmpeg or find_ffmpeg(), '-hide_banner', '-nostdin', '-copyts', '-i', path,
            '-map', '0:V:0', '-map', '0:a?', '-c', 'copy', '-f', 'framecrc', '-']
     proc = subprocess.run(cmd, capture_output=True, text=True, errors='replace')
     if proc.returncode != 0:
@@ -179,10 +230,11 @@ def probe_video(path, ffmpeg=None) -> VideoInfo:
         tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
         raise FFmpegError(f'{path}: ffmpeg cannot read this file: {tail}')
     codec, width, height, rotation, printed_fps = _parse_header(proc.stderr, path)
-    streams = _parse_packets(proc.stdout)
-    num_frames, start, end = streams.get(0, (0, 0.0, 0.0))
-    if num_frames == 0:
+    packets = _parse_packets(proc.stdout)
+    if 0 not in packets:
         raise FFmpegError(f'{path}: the video stream has no frames')
+    streams = {i: _span(*p) for i, p in packets.items()}
+    num_frames, start, end = streams[0]
     fps = _average_fps(num_frames, end - start, printed_fps)
     if fps is None:
         raise FFmpegError(f'{path}: cannot tell the frame rate (no timestamps, no fps)')
@@ -193,62 +245,7 @@ def probe_video(path, ffmpeg=None) -> VideoInfo:
     truncated = 'partial file' in proc.stderr or (
         declared is not None and file_end < declared - max(0.5, 2 / fps))
     return VideoInfo(path, codec, width, height, rotation, num_frames, fps, num_frames / fps,
-                     declared, truncated)
-
-
-@dataclass(frozen=True)
-class FrameTimes:
-    """When each frame of a video stream is shown, as stored (no start offset removed):
-    frame ``i`` (presentation order, what a decode from the start yields) is shown at
-    ``pts[i] * time_base`` seconds. ``problem`` says why frames cannot be found by their
-    timestamps in this file (None: they can)."""
-    pts: tuple
-    time_base: Fraction
-    problem: str | None = None
-
-    def seconds(self, index):
-        return self.pts[index] * self.time_base
-
-
-_PKT_KEY, _PKT_DISCARD = 0x1, 0x4  # AV_PKT_FLAG_*: framecrc prints F=0x.. unless key only
-
-
-def frame_times(path, ffmpeg=None) -> FrameTimes:
-    """The frame times of the first video stream, from its packets (``-c copy -copyts``:
-    nothing is decoded). A decode from the start outputs one frame per packet in
-    timestamp order, unless the file breaks one of the conditions checked here; then
-    ``problem`` names it."""
-    cmd = [ffmpeg or find_ffmpeg(), '-hide_banner', '-nostdin', '-copyts', '-i', str(path),
-           '-map', '0:V:0', '-c', 'copy', '-f', 'framecrc', '-']
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors='replace')
-    if proc.returncode != 0:
-        tail = ' | '.join(proc.stderr.strip().splitlines()[-3:])
-        raise FFmpegError(f'{path}: ffmpeg cannot list the packets: {tail}')
-    time_base, pts, flags = None, [], []
-    for line in proc.stdout.splitlines():
-        if line.startswith('#tb 0:'):
-            time_base = Fraction(line[6:].strip())
-        elif line.startswith('0,'):
-            fields = [f.strip() for f in line.split(',')]
-            pts.append(int(fields[2]))
-            flag = [f for f in fields[6:] if f.startswith('F=')]
-            flags.append(int(flag[0][2:], 16) if flag else _PKT_KEY)
-    return FrameTimes(tuple(sorted(pts)), time_base or Fraction(1),
-                      _timing_problem(pts, flags))
-
-
-def _timing_problem(pts, flags):
-    if not pts:
-        return 'no video packets'
-    if NOPTS in pts:  # e.g. AVI: the decoder numbers frames by packet order instead
-        return 'packets without presentation timestamps'
-    if len(set(pts)) < len(pts):
-        return 'two packets with one timestamp'
-    if not flags[0] & _PKT_KEY:  # decoders drop what comes before the first keyframe
-        return 'the stream does not start with a keyframe'
-    if any(f & _PKT_DISCARD for f in flags):  # edit lists: decoded, but never output
-        return 'packets the decoder discards (edit list)'
-    return None
+                     declared, truncated, _frame_times(*packets[0]))
 
 
 def scale_filter(size=None, short_side=None):
@@ -496,7 +493,7 @@ def _frame_meta(frame_dir: Path, video, info: VideoInfo, fps, pattern, raw_args)
         fps = info.fps  # every source frame kept
     return dict(video=Path(video).name, num_frames=len(files),
                 fps=None if fps is None else float(fps), width=width, height=height,
-                pattern=pattern, start_index=first, source=asdict(info))
+                pattern=pattern, start_index=first, source=info.record())
 
 
 def describe_counts(meta) -> tuple[bool, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import META_FILE, FFmpegError, find_ffmpeg, frame_times, probe_video
+from .ffmpeg import META_FILE, FFmpegError, find_ffmpeg, probe_video
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
@@ -141,9 +141,9 @@ class FFmpegReader(VideoReader):
     where the demuxer finds a keyframe, and ``trim`` drops every frame shown before that
     frame, judged on the file's own timestamps (``-copyts``); so a read decodes about the
     requested span, not the video up to it. Frame ``i`` is the frame with the i-th
-    timestamp (``frame_times``), which is what a decode from the start yields; every
-    seeking read checks the timestamps of the frames it decoded (``showinfo``) against
-    the expected ones. A file whose frames cannot be found by timestamp (no presentation
+    timestamp (``VideoInfo.frame_times``, from the probe's packet listing), which is what a
+    decode from the start yields; every seeking read checks the timestamps of the frames it
+    decoded (``showinfo``) against the expected ones. A file whose frames cannot be found by timestamp (no presentation
     timestamps, as in many AVI files; repeated timestamps; edit lists), or a seeking read
     that does not check out (a demuxer that lands after the target), is decoded from the
     start instead, for that read and all later ones: slower, never other frames.
@@ -159,8 +159,8 @@ class FFmpegReader(VideoReader):
             raise VideoReadError(str(err)) from err
         self.num_frames = self.info.num_frames
         self.fps = self.info.fps
-        self._times = None       # FrameTimes, listed at the first read that would seek
-        self.no_seek_reason = None  # why this file is always decoded from the start
+        self._times = self.info.frame_times  # the probe's packet listing: for seeking
+        self.no_seek_reason = self._times.problem  # why this file is decoded from the start
         self.frames_decoded = 0  # frames ffmpeg decoded for the last read (seek or not)
 
     @property
@@ -173,26 +173,11 @@ class FFmpegReader(VideoReader):
 
     def _read_sorted(self, indices):
         late = indices[0] > 0 and indices[0] / self.fps >= 2 * SEEK_MARGIN
-        if late and self._can_seek():
+        if late and self.no_seek_reason is None:
             frames = self._read_seeking(indices)
             if frames is not None:
                 return frames
         return self._read_from_start(indices)
-
-    def _can_seek(self):
-        """Whether frames can be found by timestamp (the times are listed once)."""
-        if self._times is None and self.no_seek_reason is None:
-            try:
-                self._times = frame_times(self.path, self._exe)
-            except FFmpegError as err:
-                self.no_seek_reason = str(err)
-                return False
-            if self._times.problem is None and len(self._times.pts) != self.num_frames:
-                self.no_seek_reason = (f'{len(self._times.pts)} packets with timestamps '
-                                       f'for {self.num_frames} frames')
-            else:
-                self.no_seek_reason = self._times.problem
-        return self.no_seek_reason is None
 
     def _read_from_start(self, indices):
         """Decode frames 0 .. indices[-1] and keep the requested ones."""
