@@ -1,7 +1,8 @@
 """Video Swin Transformer backbone (Liu et al., 2022) as a temporal feature extractor.
 
 The network itself is torchvision's ``SwinTransformer3d`` (same computation as the official
-Video Swin code once the weights are renamed, see ``vswin_checkpoint.py``); this wrapper adds
+Video Swin code once the weights are renamed, see ``vswin_checkpoint.py``), its window
+attention computed by ``scaled_dot_product_attention`` (``swin_attention.py``); this wrapper adds
 what temporal action detection needs: no classification head, per-frame-pair features
 (B, C, T/2) from the final norm averaged over space, frozen leading stages, activation
 checkpointing of trainable blocks and an independent-chunk forward for long windows.
@@ -86,13 +87,21 @@ class VideoSwin(nn.Module):
         self.with_cp = with_cp
 
         # imported here: feature-based models never pay for loading torchvision
+        from torchvision.models.swin_transformer import SwinTransformerBlock
         from torchvision.models.video.swin_transformer import SwinTransformer3d
+
+        from .swin_attention import WindowAttention3d
+
+        def block(*args, attn_layer=None, **kwargs):
+            # torchvision's block with the attention computed by scaled_dot_product_attention
+            return SwinTransformerBlock(*args, attn_layer=WindowAttention3d, **kwargs)
+
         swin = SwinTransformer3d(
             patch_size=list(self.patch_size), embed_dim=self.embed_dim,
             depths=list(self.depths), num_heads=list(self.num_heads),
             window_size=list(self.window_size), mlp_ratio=mlp_ratio, dropout=dropout,
             attention_dropout=attention_dropout, stochastic_depth_prob=drop_path_rate,
-            num_classes=1)
+            num_classes=1, block=block)
         # Take the trunk and the final norm; the pooling + classifier head are not used.
         self.patch_embed = swin.patch_embed
         self.pos_drop = swin.pos_drop
