@@ -4,6 +4,7 @@ import torch
 from torchvision.models.video.swin_transformer import (ShiftedWindowAttention3d,
                                                        SwinTransformer3d)
 
+from vedatad.models.backbones import swin_attention
 from vedatad.models.backbones.swin_attention import WindowAttention3d, shift_mask
 from vedatad.models.backbones.video_swin import VideoSwin
 
@@ -71,3 +72,21 @@ def test_video_swin_equals_torchvision_network():
         feats = theirs.norm(theirs.features(theirs.patch_embed(x)))
         expected = feats.mean(dim=(2, 3)).transpose(1, 2)
         assert close(ours(x), expected)
+
+
+@pytest.mark.parametrize('block_bytes', [1, 3 * 10 * 10 * 4, 2 ** 30])
+def test_biased_attention_gradients_in_any_blocking(monkeypatch, block_bytes):
+    """The CPU path with a learnable mask: fused forward, blockwise recomputed backward,
+    equal to autograd through the plain computation, however the matrices are blocked."""
+    monkeypatch.setattr(swin_attention, 'BACKWARD_BLOCK_BYTES', block_bytes)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 5, 10, 4, requires_grad=True) for _ in range(3))
+    mask = torch.randn(1, 5, 10, 10, requires_grad=True)
+    out = swin_attention.attention(q, k, v, mask, 0.0)
+    ref = ((q @ k.transpose(-1, -2)) * 0.5 + mask).softmax(-1) @ v
+    assert close(out, ref)
+    grad = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [q, k, v, mask], grad)
+    want = torch.autograd.grad(ref, [q, k, v, mask], grad)
+    for a, b in zip(got, want):
+        assert close(a, b, 1e-5)

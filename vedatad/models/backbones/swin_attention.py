@@ -8,6 +8,13 @@ softmax: several matrices of B * windows * heads * N * N floats per block (N = 3
 (flash attention on the CPU when the bias needs no gradient, flash / memory-efficient
 kernels on a GPU) and falls back to the plain computation otherwise.
 
+On the CPU, training a stage whose relative position bias learns would otherwise fall back
+to the plain computation (the fused CPU kernel gives no gradient for the bias), which keeps
+every window's probabilities for the backward pass. There ``BiasedAttention`` runs the
+fused forward and recomputes the probabilities in the backward pass a few windows at a time
+(as flash attention does), giving the gradient of the bias as well: less time, and memory
+of a few windows instead of the whole batch's matrices.
+
 Same parameters, buffers and state-dict keys as torchvision's module; same mathematics
 (scale 1/sqrt(head dim), bias from the relative position table, -100 between positions
 that the cyclic shift brought from different regions, windows that shrink to small
@@ -20,6 +27,8 @@ import torch.nn.functional as F
 from torchvision.models.video.swin_transformer import ShiftedWindowAttention3d
 
 SHIFT_MASK_VALUE = -100.0  # the value Swin adds between regions (not -inf)
+BACKWARD_BLOCK_BYTES = 8 * 2 ** 20
+DENORMAL_EXPONENT = -87.0  # exp(-87) = 1.6e-38, just above float32's smallest normal  # N x N matrices recomputed at once in the backward pass
 
 
 def fit_window(size, window, shift):
@@ -65,6 +74,65 @@ def shift_mask(size, window, shift, device):
     return mask.to(device)
 
 
+class BiasedAttention(torch.autograd.Function):
+    """softmax(q k^T * scale + mask) v with gradients for q, k, v and the mask, on the CPU.
+
+    q, k, v: (B, M, N, d) float32; mask: (1, M, N, N), the same for every batch item.
+    Forward: the fused flash kernel, keeping only the log-sum-exp of each row. Backward:
+    per block of matrices, P = exp(q k^T * scale + mask - lse), then the usual gradients;
+    the mask's is the sum over the batch of dL/dscores.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale):
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, False, attn_mask=mask, scale=scale)
+        ctx.save_for_backward(q, k, v, mask, out, lse)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, mask, out, lse = ctx.saved_tensors
+        scale = ctx.scale
+        grad_out = grad_out.contiguous()
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        dmask = torch.zeros_like(mask) if ctx.needs_input_grad[3] else None
+        # the sum over each row of dL/dout * out (the softmax's backward term)
+        row_dot = (grad_out * out).sum(-1, keepdim=True)  # B, M, N, 1
+        batch, matrices, n = q.shape[:3]
+        per_block = max(1, BACKWARD_BLOCK_BYTES // (n * n * 4))
+        rows = min(matrices, per_block)  # matrices of one batch item per block
+        items = max(1, per_block // rows)  # batch items per block
+        for b in range(0, batch, items):
+            for m in range(0, matrices, rows):
+                sl = (slice(b, b + items), slice(m, m + rows))
+                probs = torch.matmul(q[sl], k[sl].transpose(-1, -2)).mul_(scale)
+                probs.add_(mask[:, m:m + rows]).sub_(lse[sl].unsqueeze(-1))
+                # exp(< -87) is below float32's normal range; producing such denormal
+                # numbers costs x86 CPUs about 15x, and their value (< 2e-38) is nothing
+                probs.clamp_(min=DENORMAL_EXPONENT).exp_()
+                dv[sl] = torch.matmul(probs.transpose(-1, -2), grad_out[sl])
+                dscores = torch.matmul(grad_out[sl], v[sl].transpose(-1, -2))
+                dscores.sub_(row_dot[sl]).mul_(probs)  # dL/dscores, items, rows, N, N
+                if dmask is not None:
+                    dmask[:, m:m + rows] += dscores.sum(0, keepdim=True) if items > 1 \
+                        else dscores
+                dq[sl] = torch.matmul(dscores, k[sl]).mul_(scale)
+                dk[sl] = torch.matmul(dscores.transpose(-1, -2), q[sl]).mul_(scale)
+        return dq, dk, dv, dmask, None
+
+
+def attention(q, k, v, mask, dropout_p):
+    """Scaled dot-product attention with an additive mask (1, M, N, N) over (B, M, N, d)."""
+    if (q.device.type == 'cpu' and mask.requires_grad and torch.is_grad_enabled()
+            and dropout_p == 0.0 and q.dtype == torch.float32):
+        return BiasedAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(),
+                                     mask.contiguous(), q.shape[-1] ** -0.5)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype),
+                                          dropout_p=dropout_p)
+
+
 class WindowAttention3d(ShiftedWindowAttention3d):
     """Drop-in replacement of torchvision's module (built with the same arguments)."""
 
@@ -93,9 +161,7 @@ class WindowAttention3d(ShiftedWindowAttention3d):
             q, k, v = (z.reshape(b, num_windows * heads, n, -1) for z in (q, k, v))
         else:
             mask = bias
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask.to(q.dtype),
-            dropout_p=self.attention_dropout if self.training else 0.0)
+        out = attention(q, k, v, mask, self.attention_dropout if self.training else 0.0)
         out = out.reshape(-1, heads, n, c // heads).transpose(1, 2).reshape(-1, n, c)
         out = F.linear(out, self.proj.weight, self.proj.bias)
         out = F.dropout(out, p=self.dropout, training=self.training)
