@@ -26,7 +26,7 @@ import torch.nn as nn
 from torchvision.models.video.swin_transformer import ShiftedWindowAttention3d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_actionformer import markdown_table, peak_tensor_mb  # noqa: E402
+from bench_actionformer import markdown_table, peak_tensor_mb, sync  # noqa: E402
 
 from vedatad.models.backbones.swin_attention import WindowAttention3d  # noqa: E402
 from vedatad.models.backbones.video_swin import ARCH_PRESETS  # noqa: E402
@@ -50,11 +50,6 @@ def build(preset, device):
     ours = stage_pair(WindowAttention3d, dim, heads)
     ours.load_state_dict(ref.state_dict())
     return {'torchvision': ref.to(device), 'vedatad': ours.to(device)}, dim
-
-
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def call(module, x, mode, amp):

@@ -143,10 +143,11 @@ class FFmpegReader(VideoReader):
     requested span, not the video up to it. Frame ``i`` is the frame with the i-th
     timestamp (``VideoInfo.frame_times``, from the probe's packet listing), which is what a
     decode from the start yields; every seeking read checks the timestamps of the frames it
-    decoded (``showinfo``) against the expected ones. A file whose frames cannot be found by timestamp (no presentation
-    timestamps, as in many AVI files; repeated timestamps; edit lists), or a seeking read
-    that does not check out (a demuxer that lands after the target), is decoded from the
-    start instead, for that read and all later ones: slower, never other frames.
+    decoded (``showinfo``) against the expected ones. A file whose frames cannot be found
+    by timestamp (no presentation timestamps, as in many AVI files; repeated timestamps;
+    edit lists), or a seeking read that does not check out (a demuxer that lands after
+    the target), is decoded from the start instead, for that read and all later ones:
+    slower, never other frames.
     Memory holds the requested frames only.
     """
 

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torchvision.models.video.swin_transformer import ShiftedWindowAttention3d
 
 SHIFT_MASK_VALUE = -100.0  # the value Swin adds between regions (not -inf)
-BACKWARD_BLOCK_BYTES = 8 * 2 ** 20
-DENORMAL_EXPONENT = -87.0  # exp(-87) = 1.6e-38, just above float32's smallest normal  # N x N matrices recomputed at once in the backward pass
+BACKWARD_BLOCK_BYTES = 8 * 2 ** 20  # N x N matrices recomputed at once in the backward pass
+DENORMAL_EXPONENT = -87.0  # exp(-87) = 1.6e-38, just above float32's smallest normal
 
 
 def fit_window(size, window, shift):
@@ -115,9 +115,8 @@ class BiasedAttention(torch.autograd.Function):
                 dv[sl] = torch.matmul(probs.transpose(-1, -2), grad_out[sl])
                 dscores = torch.matmul(grad_out[sl], v[sl].transpose(-1, -2))
                 dscores.sub_(row_dot[sl]).mul_(probs)  # dL/dscores, items, rows, N, N
-                if dmask is not None:
-                    dmask[:, m:m + rows] += dscores.sum(0, keepdim=True) if items > 1 \
-                        else dscores
+                if dmask is not None:  # the mask is shared by the batch items
+                    dmask[:, m:m + rows] += dscores.sum(0, keepdim=True)
                 dq[sl] = torch.matmul(dscores, k[sl]).mul_(scale)
                 dk[sl] = torch.matmul(dscores.transpose(-1, -2), q[sl]).mul_(scale)
         return dq, dk, dv, dmask, None
