@@ -104,6 +104,9 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', choices=['bf16', 'fp16'], help='autocast (GPU)')
     args = parser.parse_args()
+    unknown = set(args.presets.split(',')) - set(ARCH_PRESETS)
+    if unknown:
+        parser.error(f'--presets: unknown {sorted(unknown)}; choose from {sorted(ARCH_PRESETS)}')
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     device = torch.device(args.device)
